@@ -1,0 +1,731 @@
+#!/usr/bin/env python
+"""Side-by-side metric-logging benchmark: loopml against MLflow.
+
+Run it with the project's interpreter, after ``bash benchmarks/setup_anchors.sh`` has put
+MLflow into ``benchmarks/.venv-anchors``::
+
+    .venv/bin/python benchmarks/bench_tracking.py            # print the table
+    .venv/bin/python benchmarks/bench_tracking.py --write    # and append it to RESULTS.md
+
+Every measurement runs in a fresh subprocess (loopml's in the project venv, MLflow's in the
+anchor venv, so neither import skews the other) with a fresh temporary folder under
+``benchmarks/.work``. Only the logging calls are timed: imports, experiment and run creation,
+building the metric objects, ending the run and reading the metrics back for the check happen
+outside the timed region. Each scenario is repeated ``--repeat`` times; the table reports the
+minimum and the median.
+
+This file is also the worker: the parent calls it again as ``bench_tracking.py --worker SPEC``
+with the interpreter of the tool under test, so the worker half uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_ANCHOR_PYTHON = HERE / ".venv-anchors" / "bin" / "python"
+DEFAULT_WORK_DIR = HERE / ".work"
+DEFAULT_RESULTS = HERE / "RESULTS.md"
+
+RESULT_MARKER = "BENCH_RESULT "
+TOOLS: tuple[str, ...] = ("loopml", "mlflow")
+LABELS = {"loopml": "loopml", "mlflow": "MLflow"}
+EXPERIMENT = "bench"
+ONE_BY_ONE_KEY = "loss"
+BATCH_KEY = "m"
+WORKER_TIMEOUT_S = 900.0
+SERVER_START_TIMEOUT_S = 180.0
+
+# --------------------------------------------------------------------------------------------
+# Worker half: runs inside the interpreter of the tool under test (standard library only).
+# --------------------------------------------------------------------------------------------
+
+
+def _value(i: int) -> float:
+    """Return the value logged at step ``i`` (a decaying, loss-like curve)."""
+    return 1.0 / (i + 1)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _worker_loopml(mode: str, n: int, run_name: str) -> dict[str, Any]:
+    """Log ``n`` metrics with loopml's fluent API and time the logging calls only."""
+    t0 = time.perf_counter()
+    import loopml as lm
+
+    import_s = time.perf_counter() - t0
+    lm.set_experiment(EXPERIMENT)
+    with lm.start_run(run_name=run_name) as run:
+        if mode == "one_by_one":
+            log_metric = lm.log_metric
+            start = time.perf_counter()
+            for i in range(n):
+                log_metric(ONE_BY_ONE_KEY, _value(i), step=i)
+            elapsed = time.perf_counter() - start
+            key = ONE_BY_ONE_KEY
+        else:
+            ts = _now_ms()
+            metrics = [lm.Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
+                       for i in range(n)]
+            start = time.perf_counter()
+            lm.log_batch(metrics=metrics)
+            elapsed = time.perf_counter() - start
+            key = BATCH_KEY
+        run_id = _loopml_run_id(run)
+    stored = _loopml_count(lm, run_id, key)
+    return {"elapsed_s": elapsed, "import_s": import_s, "stored": stored,
+            "version": _dist_version("loopml", getattr(lm, "__version__", "?"))}
+
+
+def _loopml_run_id(run: Any) -> str | None:
+    """Return the id of a loopml run object, whatever shape the SDK gives it."""
+    info = getattr(run, "info", None)
+    for holder in (info, run):
+        run_id = getattr(holder, "run_id", None)
+        if run_id:
+            return str(run_id)
+    return None
+
+
+def _loopml_count(lm: Any, run_id: str | None, key: str) -> int | None:
+    """Count the stored values of ``key`` in the run, or None if the SDK offers no way."""
+    if run_id is None:
+        return None
+    getter = getattr(lm, "get_metric_history", None)
+    if getter is None:
+        client_cls = getattr(lm, "TrackingClient", None) or getattr(lm, "Client", None)
+        getter = getattr(client_cls(), "get_metric_history", None) if client_cls else None
+    if getter is None:
+        return None
+    return len(list(getter(run_id, key)))
+
+
+def _worker_mlflow(mode: str, n: int, run_name: str) -> dict[str, Any]:
+    """Log ``n`` metrics with MLflow (fluent ``log_metric``, ``MlflowClient.log_batch``)."""
+    t0 = time.perf_counter()
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+    import_s = time.perf_counter() - t0
+    mlflow.set_experiment(EXPERIMENT)
+    client = MlflowClient()
+    with mlflow.start_run(run_name=run_name) as run:
+        run_id = run.info.run_id
+        if mode == "one_by_one":
+            log_metric = mlflow.log_metric
+            start = time.perf_counter()
+            for i in range(n):
+                log_metric(ONE_BY_ONE_KEY, _value(i), step=i)
+            elapsed = time.perf_counter() - start
+            key = ONE_BY_ONE_KEY
+        else:
+            ts = _now_ms()
+            metrics = [Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
+                       for i in range(n)]
+            start = time.perf_counter()
+            # The client splits this into calls of at most MAX_METRICS_PER_BATCH metrics.
+            client.log_batch(run_id, metrics=metrics)
+            elapsed = time.perf_counter() - start
+            key = BATCH_KEY
+    stored = len(client.get_metric_history(run_id, key))
+    return {"elapsed_s": elapsed, "import_s": import_s, "stored": stored,
+            "version": mlflow.__version__, "max_metrics_per_batch": MAX_METRICS_PER_BATCH}
+
+
+def _dist_version(dist: str, fallback: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return fallback
+
+
+def worker_main(spec_json: str) -> int:
+    """Entry point of the worker subprocess: run one measurement and print its JSON result."""
+    spec = json.loads(spec_json)
+    funcs = {"loopml": _worker_loopml, "mlflow": _worker_mlflow}
+    result = funcs[spec["tool"]](spec["mode"], int(spec["n"]), spec["run_name"])
+    import sqlite3
+
+    result["python"] = platform.python_version()
+    result["sqlite"] = sqlite3.sqlite_version
+    sys.stdout.write("\n" + RESULT_MARKER + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parent half: runs in the project's interpreter and orchestrates everything.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the results table."""
+
+    key: str
+    title: str
+    mode: str  # "one_by_one" or "batch"
+    remote: bool
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("local-one", "Local SQLite: log_metric one by one", "one_by_one", remote=False),
+    Scenario("local-batch", "Local SQLite: one log_batch", "batch", remote=False),
+    Scenario("remote-batch", "Server (HTTP, SQLite): one log_batch", "batch", remote=True),
+    Scenario("remote-one", "Server (HTTP, SQLite): log_metric one by one", "one_by_one",
+             remote=True),
+)
+
+
+@dataclass
+class Measurement:
+    """All repeats of one scenario for one tool."""
+
+    tool: str
+    scenario: Scenario
+    n: int
+    times: list[float] = field(default_factory=list)
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every repeat succeeded."""
+        return self.error is None and bool(self.times)
+
+    @property
+    def best(self) -> float:
+        """Fastest repeat in seconds."""
+        return min(self.times)
+
+    @property
+    def median(self) -> float:
+        """Median repeat in seconds."""
+        return statistics.median(self.times)
+
+
+@dataclass(frozen=True)
+class ToolSetup:
+    """Where a tool's interpreter and console script live."""
+
+    name: str
+    python: Path
+
+    @property
+    def script(self) -> Path:
+        """The tool's console script next to its interpreter (``loopml`` or ``mlflow``)."""
+        return self.python.parent / self.name
+
+
+class BenchError(RuntimeError):
+    """A measurement or a server could not be run."""
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """Return the parent environment without any loopml/MLflow settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LOOPML_", "MLFLOW_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update({
+        "PYTHONUNBUFFERED": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "GIT_PYTHON_REFRESH": "quiet",
+    })
+    env.update(extra)
+    return env
+
+
+def run_worker(tool: ToolSetup, scenario: Scenario, n: int, env: dict[str, str], cwd: Path,
+               run_name: str) -> dict[str, Any]:
+    """Run one measurement in a fresh subprocess and return its parsed result."""
+    spec = json.dumps({"tool": tool.name, "mode": scenario.mode, "n": n, "run_name": run_name})
+    cmd = [str(tool.python), str(Path(__file__).resolve()), "--worker", spec]
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=WORKER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"worker timed out after {WORKER_TIMEOUT_S:.0f} s") from exc
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARKER):])
+            break
+    else:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise BenchError(f"worker exited with {proc.returncode} and no result:\n{tail}")
+    stored = result.get("stored")
+    if stored is not None and stored != n:
+        raise BenchError(f"{tool.name} stored {stored} of {n} metrics")
+    return result
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
+    """Poll ``url`` until it answers 200; return the seconds it took."""
+    start = time.perf_counter()
+    deadline = start + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode}:\n{tail_of(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return time.perf_counter() - start
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.2)
+    raise BenchError(f"server not healthy at {url} after {timeout:.0f} s:\n{tail_of(log)}")
+
+
+def tail_of(path: Path, lines: int = 20) -> str:
+    """Return the last lines of a log file (or a note that it is empty)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def server_command(tool: ToolSetup, port: int, home: Path, workers: int) -> list[str]:
+    """Return the command that starts ``tool``'s tracking server on 127.0.0.1:``port``."""
+    if tool.name == "loopml":
+        base = [str(tool.script)] if tool.script.exists() else [
+            str(tool.python), "-m", "loopml.cli.main"]
+        cmd = [*base, "server", "--host", "127.0.0.1", "--port", str(port)]
+        if workers > 1:
+            cmd += ["--workers", str(workers)]
+        return cmd
+    return [
+        str(tool.script), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination", str(home / "artifacts"),
+        "--workers", str(workers),
+    ]
+
+
+@contextmanager
+def running_server(tool: ToolSetup, home: Path, workers: int) -> Iterator[str]:
+    """Start ``tool``'s server on a free port, wait for ``/health`` and stop it afterwards."""
+    port = free_port()
+    env = clean_env({"LOOPML_HOME": str(home)})
+    log = home / "server.log"
+    cmd = server_command(tool, port, home, workers)
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        took = wait_healthy(f"{base}/health", proc, log, SERVER_START_TIMEOUT_S)
+        say(f"    {LABELS[tool.name]} server healthy on port {port} after {took:.1f} s")
+        yield base
+    finally:
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server we started (and its workers): SIGTERM, then SIGKILL after 15 s."""
+    if proc.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def say(msg: str) -> None:
+    """Print progress to stderr so stdout stays the table."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fresh_dir(work_dir: Path, label: str) -> Path:
+    """Create an empty temporary folder under ``work_dir``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{label}-", dir=work_dir))
+
+
+def measure_local(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
+                  work_dir: Path, keep: bool) -> dict[str, Measurement]:
+    """Embedded SQLite store: a fresh folder and a fresh process per tool and repeat.
+
+    The tools alternate within each repeat so slow drifts of the machine hit both alike.
+    """
+    results = {t.name: Measurement(t.name, scenario, n) for t in tools}
+    for rep in range(repeat):
+        for tool in tools:
+            m = results[tool.name]
+            if m.error:
+                continue
+            home = fresh_dir(work_dir, f"{scenario.key}-{tool.name}")
+            env = clean_env({
+                "LOOPML_HOME": str(home),
+                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            })
+            try:
+                res = run_worker(tool, scenario, n, env, home, f"{scenario.key}-{rep}")
+                m.times.append(res["elapsed_s"])
+                m.extra = res
+                say(f"    {LABELS[tool.name]:<7} repeat {rep + 1}/{repeat}: "
+                    f"{fmt_s(res['elapsed_s'])}")
+            except BenchError as exc:
+                m.error = str(exc)
+                say(f"    {LABELS[tool.name]} FAILED: {exc}")
+            finally:
+                if not keep:
+                    shutil.rmtree(home, ignore_errors=True)
+    return results
+
+
+def measure_remote(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
+                   work_dir: Path, keep: bool, workers: int) -> dict[str, Measurement]:
+    """Tracking server: one fresh server (and folder) per tool, a fresh client per repeat."""
+    results = {t.name: Measurement(t.name, scenario, n) for t in tools}
+    for tool in tools:
+        m = results[tool.name]
+        home = fresh_dir(work_dir, f"{scenario.key}-{tool.name}")
+        client_home = home / "client"
+        client_home.mkdir()
+        try:
+            with running_server(tool, home, workers) as base:
+                env = clean_env({
+                    "LOOPML_HOME": str(client_home),
+                    "LOOPML_TRACKING_URI": base,
+                    "MLFLOW_TRACKING_URI": base,
+                })
+                for rep in range(repeat):
+                    res = run_worker(tool, scenario, n, env, client_home,
+                                     f"{scenario.key}-{rep}")
+                    m.times.append(res["elapsed_s"])
+                    m.extra = res
+                    say(f"    {LABELS[tool.name]:<7} repeat {rep + 1}/{repeat}: "
+                        f"{fmt_s(res['elapsed_s'])}")
+        except BenchError as exc:
+            m.error = str(exc)
+            say(f"    {LABELS[tool.name]} FAILED: {exc}")
+        finally:
+            if not keep:
+                shutil.rmtree(home, ignore_errors=True)
+    return results
+
+
+def probe_version(tool: ToolSetup) -> str:
+    """Return the installed version of ``tool`` as its own interpreter sees it."""
+    code = (f"from importlib import metadata; import {tool.name}; "
+            f"print(metadata.version({tool.name!r}))")
+    proc = subprocess.run([str(tool.python), "-c", code], env=clean_env({}), cwd=tempfile.gettempdir(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise BenchError(f"cannot import {tool.name} with {tool.python}:\n{tail}")
+    return proc.stdout.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def fmt_s(seconds: float) -> str:
+    """Format a duration: ``850 ms``, ``1.23 s``, ``61.2 s``."""
+    if seconds < 1.0:
+        return f"{seconds * 1000:.0f} ms" if seconds >= 0.0995 else f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def fmt_per_call(seconds: float) -> str:
+    """Format a per-call duration in microseconds or milliseconds."""
+    us = seconds * 1e6
+    return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
+
+
+def fmt_ratio(loopml: Measurement | None, mlflow: Measurement | None) -> str:
+    """MLflow median over loopml median, e.g. ``12.3x faster``."""
+    if not (loopml and mlflow and loopml.ok and mlflow.ok):
+        return "—"
+    ratio = mlflow.median / loopml.median
+    if ratio >= 1:
+        return f"{ratio:.1f}x faster"
+    return f"{1 / ratio:.1f}x slower"
+
+
+def cell(m: Measurement | None, which: str) -> str:
+    """One timing cell: the median or min, ``failed`` or ``—`` when not measured."""
+    if m is None:
+        return "—"
+    if not m.ok:
+        return "failed"
+    return fmt_s(m.median if which == "median" else m.best)
+
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def build_tables(results: list[dict[str, Measurement]], extrapolate_to: int) -> list[Table]:
+    """Build the main table and the per-call table for the one-by-one scenarios."""
+    main_head = ["Scenario", "Metrics", "loopml median", "loopml min", "MLflow median",
+                 "MLflow min", "MLflow / loopml"]
+    main_rows: list[list[str]] = []
+    call_head = ["Scenario (one by one)", "loopml per call", f"loopml ≈{extrapolate_to:,}",
+                 "MLflow per call", f"MLflow ≈{extrapolate_to:,}"]
+    call_rows: list[list[str]] = []
+    for by_tool in results:
+        lm, mf = by_tool.get("loopml"), by_tool.get("mlflow")
+        any_m = lm or mf
+        assert any_m is not None
+        sc = any_m.scenario
+        main_rows.append([sc.title, f"{any_m.n:,}", cell(lm, "median"), cell(lm, "min"),
+                          cell(mf, "median"), cell(mf, "min"), fmt_ratio(lm, mf)])
+        if sc.mode == "one_by_one":
+            row = [sc.title]
+            for m in (lm, mf):
+                if m is None or not m.ok:
+                    row += [cell(m, "median"), "—"]
+                else:
+                    per = m.median / m.n
+                    row += [fmt_per_call(per), fmt_s(per * extrapolate_to)]
+            call_rows.append(row)
+    tables: list[Table] = [(main_head, main_rows)]
+    if call_rows:
+        tables.append((call_head, call_rows))
+    return tables
+
+
+def render_plain(head: list[str], rows: list[list[str]]) -> str:
+    """Render a table as aligned plain text."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
+    for r in rows:
+        out.append("  ".join((c.ljust(w) if i == 0 else c.rjust(w))
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    return "\n".join(out)
+
+
+def render_markdown(head: list[str], rows: list[list[str]]) -> str:
+    """Render a table as GitHub Markdown (first column left, the rest right-aligned)."""
+    out = ["| " + " | ".join(head) + " |",
+           "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def print_tables(tables: list[Table]) -> None:
+    """Print the tables with rich when it is installed, else as plain text."""
+    try:
+        from rich.console import Console
+        from rich.table import Table as RichTable
+    except ImportError:
+        for head, rows in tables:
+            print(render_plain(head, rows) + "\n")
+        return
+    console = Console()
+    for head, rows in tables:
+        table = RichTable(show_lines=False)
+        for i, h in enumerate(head):
+            table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0)
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+
+
+def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
+          workers: int) -> list[str]:
+    """Explain what the numbers mean (printed and written to RESULTS.md)."""
+    out = [
+        f"Times are wall-clock seconds of the logging calls only, {args.repeat} repeats, each "
+        "in a fresh process with a fresh folder; ratio = MLflow median / loopml median.",
+        f"One by one: both tools log the same N = {args.one_by_one_n:,} metrics with the "
+        f"fluent `log_metric(key, value, step=i)`; the per-call table extrapolates "
+        f"linearly to {args.batch_n:,} calls.",
+    ]
+    mf_batch = next((r["mlflow"] for r in results
+                     if "mlflow" in r and r["mlflow"].scenario.mode == "batch"
+                     and r["mlflow"].ok), None)
+    if mf_batch is not None:
+        cap = mf_batch.extra.get("max_metrics_per_batch")
+        if cap and args.batch_n > cap:
+            calls = -(-args.batch_n // int(cap))
+            out.append(
+                f"Batch: one `log_batch` call with {args.batch_n:,} metrics per tool; MLflow's "
+                f"client splits it into {calls} store/REST calls of at most {cap:,} metrics "
+                "(MAX_METRICS_PER_BATCH), which is included in its time.")
+    if any(s.remote for s in chosen_scenarios(args)):
+        out.append(
+            f"Server: each tool's own server on 127.0.0.1 backed by SQLite in a fresh folder, "
+            f"{workers} worker process(es) each, started once per scenario and waited on "
+            "`/health` before timing; the client is configured through "
+            "LOOPML_TRACKING_URI / MLFLOW_TRACKING_URI.")
+    return out
+
+
+def write_results(path: Path, tables: list[Table], note_lines: list[str],
+                  versions: dict[str, str], env_info: dict[str, str], argv: list[str]) -> None:
+    """Append a dated section with machine, versions and the tables to ``path``."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = []
+    if not path.exists():
+        parts.append("# Tracking benchmark results\n\nMeasured numbers only, appended by "
+                     "`benchmarks/bench_tracking.py --write`. See `README.md` for the method.\n")
+    vers = ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items())
+    parts.append(f"## {now}\n")
+    parts.append(f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {platform.platform()}, "
+                 f"{platform.machine()}")
+    parts.append(f"- Versions: {vers}; Python {env_info['python']}, SQLite {env_info['sqlite']}")
+    parts.append(f"- Command: `{shlex.join(argv)}`\n")
+    for head, rows in tables:
+        parts.append(render_markdown(head, rows) + "\n")
+    parts.extend(f"- {line}" for line in note_lines)
+    parts.append("")
+    with path.open("a", encoding="utf-8") as fh:
+        if path.stat().st_size:
+            fh.write("\n")
+        fh.write("\n".join(parts) + "\n")
+
+
+def chosen_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """The scenarios selected with ``--scenarios`` in table order."""
+    wanted = set(args.scenarios)
+    return [s for s in SCENARIOS if s.key in wanted]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line."""
+    keys = [s.key for s in SCENARIOS]
+    p = argparse.ArgumentParser(
+        description="Time metric logging in loopml and MLflow side by side.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--repeat", type=int, default=3, help="repeats per scenario and tool")
+    p.add_argument("--one-by-one-n", type=int, default=2000,
+                   help="metrics logged one by one (same N for both tools)")
+    p.add_argument("--batch-n", type=int, default=10_000, help="metrics in the log_batch call")
+    p.add_argument("--scenarios", nargs="+", choices=keys, default=keys, metavar="NAME",
+                   help=f"scenarios to run: {', '.join(keys)}")
+    p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
+                   help="tools to measure")
+    p.add_argument("--server-workers", type=int, default=1,
+                   help="worker processes of each tracking server")
+    p.add_argument("--loopml-python", type=Path, default=Path(sys.executable),
+                   help="interpreter with loopml installed")
+    p.add_argument("--mlflow-python", type=Path, default=DEFAULT_ANCHOR_PYTHON,
+                   help="interpreter with MLflow installed (see setup_anchors.sh)")
+    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
+                   help="where the temporary stores are created")
+    p.add_argument("--keep", action="store_true", help="keep the temporary stores")
+    p.add_argument("--write", action="store_true", help="append the results to --results")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file")
+    p.add_argument("--json", type=Path, default=None, help="also dump raw timings as JSON")
+    args = p.parse_args(argv)
+    if args.repeat < 1 or args.one_by_one_n < 1 or args.batch_n < 1:
+        p.error("--repeat, --one-by-one-n and --batch-n must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print (and optionally write) the results."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if len(raw) == 2 and raw[0] == "--worker":
+        return worker_main(raw[1])
+    args = parse_args(raw)
+    started = time.perf_counter()
+    pythons = {"loopml": args.loopml_python, "mlflow": args.mlflow_python}
+    tools = [ToolSetup(t, Path(os.path.abspath(pythons[t]))) for t in TOOLS if t in args.tools]
+
+    versions: dict[str, str] = {}
+    for tool in tools:
+        if not tool.python.exists():
+            hint = " (run: bash benchmarks/setup_anchors.sh)" if tool.name == "mlflow" else ""
+            say(f"error: {tool.python} does not exist{hint}")
+            return 2
+        try:
+            versions[tool.name] = probe_version(tool)
+        except BenchError as exc:
+            say(f"error: {exc}")
+            return 2
+    say("versions: " + ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items()))
+
+    run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
+    work_dir = args.work_dir.resolve() / run_id
+    results: list[dict[str, Measurement]] = []
+    for sc in chosen_scenarios(args):
+        n = args.one_by_one_n if sc.mode == "one_by_one" else args.batch_n
+        say(f"[{sc.key}] {sc.title}: {n:,} metrics x {args.repeat} repeats")
+        if sc.remote:
+            results.append(measure_remote(tools, sc, n, args.repeat, work_dir, args.keep,
+                                          args.server_workers))
+        else:
+            results.append(measure_local(tools, sc, n, args.repeat, work_dir, args.keep))
+    if not args.keep:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    tables = build_tables(results, args.batch_n)
+    note_lines = notes(args, results, args.server_workers)
+    print()
+    print_tables(tables)
+    for line in note_lines:
+        print(f"* {line}")
+    failed = [m for r in results for m in r.values() if not m.ok]
+    for m in failed:
+        print(f"\n{LABELS[m.tool]} failed in '{m.scenario.title}':\n{m.error}")
+    total = time.perf_counter() - started
+    print(f"\nTotal benchmark time: {total:.0f} s")
+
+    extras = [m.extra for r in results for m in r.values() if m.ok]
+    env_info = {"python": extras[0].get("python", "?") if extras else platform.python_version(),
+                "sqlite": extras[0].get("sqlite", "?") if extras else "?"}
+    if args.json:
+        args.json.write_text(json.dumps({
+            "versions": versions, "env": env_info, "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "args": {k: str(v) for k, v in vars(args).items()},
+            "results": [{"tool": m.tool, "scenario": m.scenario.key, "n": m.n, "times": m.times,
+                         "error": m.error, "extra": m.extra}
+                        for r in results for m in r.values()],
+        }, indent=2) + "\n", encoding="utf-8")
+    if args.write:
+        if failed:
+            say("not writing RESULTS.md: some measurements failed")
+            return 1
+        write_results(args.results, tables, note_lines, versions, env_info,
+                      ["python", "benchmarks/bench_tracking.py", *raw])
+        say(f"appended results to {args.results}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

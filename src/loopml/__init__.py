@@ -1,0 +1,90 @@
+"""loopml: the whole MLOps loop in one package.
+
+Track experiments the way MLflow users expect::
+
+    import loopml as lm
+
+    lm.set_experiment("churn")
+    with lm.start_run(run_name="baseline"):
+        lm.log_param("C", 1.0)
+        lm.log_metric("accuracy", 0.93, step=1)
+"""
+
+from loopml.config import Settings, load_settings
+from loopml.entities import Experiment, Metric, Run, RunStatus
+from loopml.errors import (
+    Conflict,
+    InvalidInput,
+    LoopmlError,
+    NotFound,
+    PermissionDenied,
+    StoreUnavailable,
+    Unauthenticated,
+)
+from loopml.tracking.fluent import (
+    ActiveRun,
+    active_run,
+    delete_run,
+    end_run,
+    get_run,
+    get_service,
+    log_artifact,
+    log_artifacts,
+    log_batch,
+    log_dict,
+    log_figure,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_table,
+    log_text,
+    restore_run,
+    search_runs,
+    set_experiment,
+    set_tag,
+    set_tags,
+    start_run,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveRun",
+    "Conflict",
+    "Experiment",
+    "InvalidInput",
+    "LoopmlError",
+    "Metric",
+    "NotFound",
+    "PermissionDenied",
+    "Run",
+    "RunStatus",
+    "Settings",
+    "StoreUnavailable",
+    "Unauthenticated",
+    "__version__",
+    "active_run",
+    "delete_run",
+    "end_run",
+    "get_run",
+    "get_service",
+    "load_settings",
+    "log_artifact",
+    "log_artifacts",
+    "log_batch",
+    "log_dict",
+    "log_figure",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_table",
+    "log_text",
+    "restore_run",
+    "search_runs",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]

@@ -1,0 +1,1 @@
+"""The only code that persists anything: interfaces, backends and the URI registry."""

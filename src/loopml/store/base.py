@@ -1,0 +1,232 @@
+"""Small per-domain store interfaces; every backend implements the ones it serves.
+
+The SQL backend (SQLite, PostgreSQL) and the REST client both implement
+:class:`ExperimentStore` and :class:`RunStore`; blob backends implement
+:class:`BlobStore`; :class:`RunArtifactStore` is what the tracking service uses to attach
+files to runs (blobs plus the per-run path index locally, one HTTP call remotely).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from loopml.entities.search import Clause, OrderBy
+from loopml.entities.tracking import (
+    ArtifactEntry,
+    Experiment,
+    Metric,
+    Run,
+    RunStatus,
+)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of search results; ``next_offset`` is None on the last page."""
+
+    runs: list[Run]
+    next_offset: int | None
+
+
+@runtime_checkable
+class ExperimentStore(Protocol):
+    """Persists experiments."""
+
+    def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> str:
+        """Create an experiment and return its id; :class:`Conflict` if the name is taken."""
+        ...
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """Return the experiment or raise :class:`NotFound`."""
+        ...
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """Return the experiment with this name, or None."""
+        ...
+
+    def list_experiments(self, include_deleted: bool = False) -> list[Experiment]:
+        """Return experiments ordered by id."""
+        ...
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Mark the experiment (and hide its runs) deleted."""
+        ...
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        """Undo :meth:`delete_experiment`."""
+        ...
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        """Set a tag on an active experiment."""
+        ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Persists runs with their params, metrics, tags and artifact index."""
+
+    def create_run(
+        self,
+        experiment_id: str,
+        run_name: str,
+        user: str,
+        start_time: int,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        host: str = "",
+        pid: int | None = None,
+    ) -> Run:
+        """Create a RUNNING run in an active experiment."""
+        ...
+
+    def get_run(self, run_id: str) -> Run:
+        """Return the run (deleted ones too) or raise :class:`NotFound`."""
+        ...
+
+    def set_run_status(
+        self, run_id: str, status: RunStatus, end_time: int | None, only_if_running: bool = False
+    ) -> bool:
+        """Set the status; with ``only_if_running`` change nothing unless the run is RUNNING.
+
+        Returns whether the run was changed.
+        """
+        ...
+
+    def set_run_name(self, run_id: str, run_name: str) -> None:
+        """Rename a run."""
+        ...
+
+    def heartbeat(self, run_id: str, time_ms: int) -> None:
+        """Record that the process owning the run is alive."""
+        ...
+
+    def delete_run(self, run_id: str) -> None:
+        """Soft-delete a run."""
+        ...
+
+    def restore_run(self, run_id: str) -> None:
+        """Undo :meth:`delete_run`."""
+        ...
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Write metrics, params and tags in one transaction: all of them or none.
+
+        Raises :class:`Conflict` when a param already holds a different value, and
+        :class:`InvalidInput` when the run is not active.
+        """
+        ...
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove a tag from a run."""
+        ...
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Return every value of one metric, ordered by step then timestamp."""
+        ...
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        clauses: Sequence[Clause] = (),
+        order_by: Sequence[OrderBy] = (),
+        max_results: int = 1000,
+        offset: int = 0,
+        include_deleted: bool = False,
+    ) -> RunPage:
+        """Return runs matching every clause, sorted, one page at a time."""
+        ...
+
+    def add_artifact(self, run_id: str, entry: ArtifactEntry) -> None:
+        """Point ``entry.path`` of the run at a stored blob (replacing an earlier one)."""
+        ...
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactEntry]:
+        """Return the run's artifact entries under a path prefix, sorted by path."""
+        ...
+
+    def get_artifact(self, run_id: str, path: str) -> ArtifactEntry:
+        """Return one artifact entry or raise :class:`NotFound`."""
+        ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Content-addressed storage: blobs are named by the sha256 of their bytes."""
+
+    uri: str
+
+    def put_file(self, local_path: str) -> tuple[str, int]:
+        """Store a file's bytes atomically; return ``(sha256, size)``."""
+        ...
+
+    def put_stream(self, stream: BinaryIO) -> tuple[str, int]:
+        """Store a stream's bytes atomically; return ``(sha256, size)``."""
+        ...
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the blob is stored."""
+        ...
+
+    def open(self, sha256: str) -> BinaryIO:
+        """Open a stored blob for reading or raise :class:`NotFound`."""
+        ...
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob (missing blobs are ignored)."""
+        ...
+
+
+@runtime_checkable
+class RunArtifactStore(Protocol):
+    """Files attached to runs, addressed by a relative path inside each run."""
+
+    def log_artifact(self, run_id: str, path: str, stream: BinaryIO) -> ArtifactEntry:
+        """Store the stream's bytes as ``path`` of the run."""
+        ...
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactEntry]:
+        """Return the run's files under ``prefix``."""
+        ...
+
+    def open_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
+        """Yield the bytes of one file in chunks, or raise :class:`NotFound`."""
+        ...
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A stored API token: only the sha256 of the secret is kept."""
+
+    name: str
+    role: str
+    token_hash: str
+    created_time: int
+
+
+@runtime_checkable
+class AuthStore(Protocol):
+    """Persists the server's bearer tokens."""
+
+    def create_token(self, name: str, role: str, token_hash: str) -> TokenInfo:
+        """Store a new token; :class:`Conflict` if the name is taken."""
+        ...
+
+    def get_token_by_hash(self, token_hash: str) -> TokenInfo | None:
+        """Return the token with this hash, or None."""
+        ...
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Return every token (without secrets)."""
+        ...
+
+    def delete_token(self, name: str) -> None:
+        """Revoke a token or raise :class:`NotFound`."""
+        ...

@@ -1,0 +1,40 @@
+"""From settings to backends: the URI scheme picks the store implementation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loopml.config import Settings
+from loopml.store.base import AuthStore, ExperimentStore, RunArtifactStore, RunStore
+
+
+@dataclass(frozen=True)
+class TrackingStores:
+    """The backends one tracking service needs."""
+
+    experiments: ExperimentStore
+    runs: RunStore
+    artifacts: RunArtifactStore
+    auth: AuthStore | None
+
+
+def open_tracking_stores(settings: Settings) -> TrackingStores:
+    """Open the stores the settings name.
+
+    An ``http(s)://`` tracking URI selects the REST client for everything; otherwise the SQL
+    store (SQLite or PostgreSQL) holds metadata and the artifact URI picks the blob store.
+    """
+    if settings.tracking_uri:
+        from loopml.store.rest import RestTrackingStore
+
+        rest = RestTrackingStore(settings.tracking_uri, token=settings.tracking_token)
+        return TrackingStores(experiments=rest, runs=rest, artifacts=rest, auth=None)
+    from loopml.store.artifacts import open_blob_store
+    from loopml.store.artifacts_index import IndexedArtifactStore
+    from loopml.store.sql import SqlTrackingStore
+
+    sql = SqlTrackingStore(settings.resolved_store_uri)
+    blobs = open_blob_store(settings.resolved_artifact_uri)
+    return TrackingStores(
+        experiments=sql, runs=sql, artifacts=IndexedArtifactStore(blobs, sql), auth=sql
+    )

@@ -1,0 +1,151 @@
+"""Table definitions of the metadata store (SQLAlchemy 2 declarative models).
+
+Times are epoch milliseconds in BIGINT columns so that SQLite and PostgreSQL agree exactly.
+The Alembic migrations under ``migrations/versions`` create these tables; a test checks that
+the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAME_LENGTH = 250
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every loopml table."""
+
+
+class ExperimentRow(Base):
+    """An experiment."""
+
+    __tablename__ = "experiments"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True, nullable=False)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    creation_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_update_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ExperimentTagRow(Base):
+    """A tag on an experiment."""
+
+    __tablename__ = "experiment_tags"
+
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class RunRow(Base):
+    """A run's attributes."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.experiment_id"), nullable=False, index=True
+    )
+    run_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    start_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    user: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, default="")
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    host: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    heartbeat_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ParamRow(Base):
+    """A write-once run parameter."""
+
+    __tablename__ = "params"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class TagRow(Base):
+    """A run tag."""
+
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class MetricRow(Base):
+    """One logged metric value; the full history is kept."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False
+    )
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    # NULL stands for NaN: SQLite cannot store NaN, so both backends use NULL alike.
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    step: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class LatestMetricRow(Base):
+    """The latest value (highest step, then timestamp) of each metric, for search."""
+
+    __tablename__ = "latest_metrics"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    step: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ArtifactRow(Base):
+    """One entry of a run's artifact index: a path pointing at a content-addressed blob."""
+
+    __tablename__ = "artifacts"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TokenRow(Base):
+    """A server API token; only the sha256 of the secret is stored."""
+
+    __tablename__ = "auth_tokens"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,0 +1,1 @@
+"""Experiment tracking: the service, the fluent SDK, search parsing and run metadata."""

@@ -1,0 +1,110 @@
+"""Shared fixtures: an isolated LOOPML_HOME per test, PostgreSQL and a live server per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("LOOPML_REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = os.environ.get("LOOPML_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def service_missing(reason: str) -> None:
+    """Skip, or fail when CI demands every service (LOOPML_REQUIRE_SERVICES=1)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own embedded store and a clean fluent state."""
+    home = tmp_path / "loopml-home"
+    monkeypatch.setenv("LOOPML_HOME", str(home))
+    for name in ("LOOPML_STORE_URI", "LOOPML_ARTIFACT_URI", "LOOPML_TRACKING_URI",
+                 "LOOPML_TRACKING_TOKEN", "LOOPML_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    from loopml.tracking import fluent
+
+    fluent._reset_for_tests()
+    yield home
+    fluent._reset_for_tests()
+
+
+@pytest.fixture(scope="session")
+def pg_uri() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    try:
+        import psycopg
+    except ImportError:
+        service_missing("psycopg is not installed")
+    name = f"loopml_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    uri = f"{base}/{name}"
+    yield uri
+    from loopml.store.sql.engine import dispose_all
+
+    dispose_all()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class LiveServer:
+    """A loopml server running in a thread of the test process."""
+
+    def __init__(self, home: Path, auth: bool = False) -> None:
+        import uvicorn
+
+        from loopml.config import Settings
+        from loopml.server.app import create_app
+
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = Settings(home=home)
+        self.app = create_app(settings, auth=auth)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server (no auth) on a free 127.0.0.1 port for the whole session."""
+    server = LiveServer(tmp_path_factory.mktemp("server-home")).start()
+    yield server
+    server.stop()
