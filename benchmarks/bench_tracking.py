@@ -111,16 +111,10 @@ def _loopml_run_id(run: Any) -> str | None:
 
 
 def _loopml_count(lm: Any, run_id: str | None, key: str) -> int | None:
-    """Count the stored values of ``key`` in the run, or None if the SDK offers no way."""
+    """Count the stored values of ``key`` in the run (None if the run id is unknown)."""
     if run_id is None:
         return None
-    getter = getattr(lm, "get_metric_history", None)
-    if getter is None:
-        client_cls = getattr(lm, "TrackingClient", None) or getattr(lm, "Client", None)
-        getter = getattr(client_cls(), "get_metric_history", None) if client_cls else None
-    if getter is None:
-        return None
-    return len(list(getter(run_id, key)))
+    return len(lm.get_service().get_metric_history(run_id, key))
 
 
 def _worker_mlflow(mode: str, n: int, run_name: str) -> dict[str, Any]:
@@ -175,6 +169,11 @@ def worker_main(spec_json: str) -> int:
 
     result["python"] = platform.python_version()
     result["sqlite"] = sqlite3.sqlite_version
+    for name in ("loopml.db", "mlflow.db"):
+        db = Path.cwd() / name
+        if db.is_file():
+            with sqlite3.connect(db) as conn:
+                result["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
     sys.stdout.write("\n" + RESULT_MARKER + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
@@ -231,12 +230,13 @@ class Measurement:
         return statistics.median(self.times)
 
 
-@dataclass(frozen=True)
+@dataclass
 class ToolSetup:
     """Where a tool's interpreter and console script live."""
 
     name: str
     python: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def script(self) -> Path:
@@ -268,8 +268,9 @@ def run_worker(tool: ToolSetup, scenario: Scenario, n: int, env: dict[str, str],
     spec = json.dumps({"tool": tool.name, "mode": scenario.mode, "n": n, "run_name": run_name})
     cmd = [str(tool.python), str(Path(__file__).resolve()), "--worker", spec]
     try:
-        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
-                              timeout=WORKER_TIMEOUT_S, check=False)
+        proc = subprocess.run(cmd, env={**env, **tool.extra_env}, cwd=cwd,
+                              capture_output=True, text=True, timeout=WORKER_TIMEOUT_S,
+                              check=False)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"worker timed out after {WORKER_TIMEOUT_S:.0f} s") from exc
     for line in reversed(proc.stdout.splitlines()):
@@ -339,7 +340,10 @@ def server_command(tool: ToolSetup, port: int, home: Path, workers: int) -> list
 def running_server(tool: ToolSetup, home: Path, workers: int) -> Iterator[str]:
     """Start ``tool``'s server on a free port, wait for ``/health`` and stop it afterwards."""
     port = free_port()
-    env = clean_env({"LOOPML_HOME": str(home)})
+    # MLflow 3 also starts a background job runner (GenAI jobs, several huey consumers) that
+    # keeps both cores busy for ~20 s after /health answers; metric logging never uses it.
+    env = clean_env({"LOOPML_HOME": str(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                     **tool.extra_env})
     log = home / "server.log"
     cmd = server_command(tool, port, home, workers)
     with log.open("wb") as log_file:
@@ -445,12 +449,42 @@ def measure_remote(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repea
     return results
 
 
+SITECUSTOMIZE_WAL = '''"""Benchmark only: give every SQLite connection WAL + synchronous=NORMAL."""
+try:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+except ImportError:
+    pass
+else:
+    @event.listens_for(Engine, "connect")
+    def _loopml_bench_pragmas(dbapi_conn, _record):
+        if type(dbapi_conn).__module__.startswith("sqlite3"):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+'''
+
+
+def wal_env(work_dir: Path) -> dict[str, str]:
+    """Return env that makes MLflow's SQLite connections use loopml's pragmas.
+
+    A ``sitecustomize`` module on ``PYTHONPATH`` registers a SQLAlchemy ``connect`` hook in
+    every process the tool starts (the server's uvicorn workers included).
+    """
+    folder = work_dir / "sitecustomize-wal"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE_WAL, encoding="utf-8")
+    return {"PYTHONPATH": str(folder)}
+
+
 def probe_version(tool: ToolSetup) -> str:
     """Return the installed version of ``tool`` as its own interpreter sees it."""
     code = (f"from importlib import metadata; import {tool.name}; "
             f"print(metadata.version({tool.name!r}))")
-    proc = subprocess.run([str(tool.python), "-c", code], env=clean_env({}), cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run([str(tool.python), "-c", code], env=clean_env({}),
+                          cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=120,
+                          check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise BenchError(f"cannot import {tool.name} with {tool.python}:\n{tail}")
@@ -556,6 +590,8 @@ def print_tables(tables: list[Table]) -> None:
             print(render_plain(head, rows) + "\n")
         return
     console = Console()
+    if not console.is_terminal or console.width < 120:
+        console = Console(width=150)
     for head, rows in tables:
         table = RichTable(show_lines=False)
         for i, h in enumerate(head):
@@ -569,7 +605,7 @@ def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
           workers: int) -> list[str]:
     """Explain what the numbers mean (printed and written to RESULTS.md)."""
     out = [
-        f"Times are wall-clock seconds of the logging calls only, {args.repeat} repeats, each "
+        f"Times are wall-clock seconds of the logging calls only, {args.repeat} repeat(s), each "
         "in a fresh process with a fresh folder; ratio = MLflow median / loopml median.",
         f"One by one: both tools log the same N = {args.one_by_one_n:,} metrics with the "
         f"fluent `log_metric(key, value, step=i)`; the per-call table extrapolates "
@@ -586,6 +622,15 @@ def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
                 f"Batch: one `log_batch` call with {args.batch_n:,} metrics per tool; MLflow's "
                 f"client splits it into {calls} store/REST calls of at most {cap:,} metrics "
                 "(MAX_METRICS_PER_BATCH), which is included in its time.")
+    modes = sqlite_modes(results)
+    if modes:
+        out.append("SQLite journal mode as found in the local database files: " + ", ".join(
+            f"{LABELS[t]} {mode}" for t, mode in modes.items()) + (
+            " (MLflow forced to WAL + synchronous=NORMAL with --mlflow-wal)"
+            if args.mlflow_wal else
+            "; loopml opens SQLite with WAL + synchronous=NORMAL, MLflow keeps SQLite's "
+            "defaults (rollback journal, synchronous=FULL); --mlflow-wal gives MLflow "
+            "loopml's settings"))
     if any(s.remote for s in chosen_scenarios(args)):
         out.append(
             f"Server: each tool's own server on 127.0.0.1 backed by SQLite in a fresh folder, "
@@ -593,6 +638,17 @@ def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
             "`/health` before timing; the client is configured through "
             "LOOPML_TRACKING_URI / MLFLOW_TRACKING_URI.")
     return out
+
+
+def sqlite_modes(results: list[dict[str, Measurement]]) -> dict[str, str]:
+    """Return the journal mode each tool's local SQLite file ended up in."""
+    modes: dict[str, str] = {}
+    for by_tool in results:
+        for tool, m in by_tool.items():
+            mode = m.extra.get("journal_mode")
+            if m.ok and mode and tool not in modes:
+                modes[tool] = str(mode)
+    return modes
 
 
 def write_results(path: Path, tables: list[Table], note_lines: list[str],
@@ -608,6 +664,7 @@ def write_results(path: Path, tables: list[Table], note_lines: list[str],
     parts.append(f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {platform.platform()}, "
                  f"{platform.machine()}")
     parts.append(f"- Versions: {vers}; Python {env_info['python']}, SQLite {env_info['sqlite']}")
+    parts.append(f"- 1-minute load average: {env_info['load']}; benchmark took {env_info['total']}")
     parts.append(f"- Command: `{shlex.join(argv)}`\n")
     for head, rows in tables:
         parts.append(render_markdown(head, rows) + "\n")
@@ -620,7 +677,7 @@ def write_results(path: Path, tables: list[Table], note_lines: list[str],
 
 
 def chosen_scenarios(args: argparse.Namespace) -> list[Scenario]:
-    """The scenarios selected with ``--scenarios`` in table order."""
+    """Return the scenarios selected with ``--scenarios``, in table order."""
     wanted = set(args.scenarios)
     return [s for s in SCENARIOS if s.key in wanted]
 
@@ -641,6 +698,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="tools to measure")
     p.add_argument("--server-workers", type=int, default=1,
                    help="worker processes of each tracking server")
+    p.add_argument("--mlflow-wal", action="store_true",
+                   help="run MLflow's SQLite with loopml's pragmas (journal_mode=WAL, "
+                        "synchronous=NORMAL) instead of SQLite's defaults")
     p.add_argument("--loopml-python", type=Path, default=Path(sys.executable),
                    help="interpreter with loopml installed")
     p.add_argument("--mlflow-python", type=Path, default=DEFAULT_ANCHOR_PYTHON,
@@ -679,9 +739,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"error: {exc}")
             return 2
     say("versions: " + ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items()))
+    load_start = os.getloadavg()[0]
+    if load_start > 0.5:
+        say(f"warning: 1-minute load average is {load_start:.2f} before starting; other "
+            "processes compete for the CPU and make the numbers noisier")
 
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
     work_dir = args.work_dir.resolve() / run_id
+    for tool in tools:
+        if tool.name == "mlflow" and args.mlflow_wal:
+            tool.extra_env.update(wal_env(work_dir))
     results: list[dict[str, Measurement]] = []
     for sc in chosen_scenarios(args):
         n = args.one_by_one_n if sc.mode == "one_by_one" else args.batch_n
@@ -708,7 +775,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     extras = [m.extra for r in results for m in r.values() if m.ok]
     env_info = {"python": extras[0].get("python", "?") if extras else platform.python_version(),
-                "sqlite": extras[0].get("sqlite", "?") if extras else "?"}
+                "sqlite": extras[0].get("sqlite", "?") if extras else "?",
+                "load": f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end",
+                "total": f"{total:.0f} s"}
     if args.json:
         args.json.write_text(json.dumps({
             "versions": versions, "env": env_info, "cpu_count": os.cpu_count(),

@@ -45,7 +45,7 @@ def open_blob_store(uri: str, **storage_options: Any) -> BlobStore:
     Parameters
     ----------
     uri : str
-        A folder (``/srv/loopml/artifacts``, or ``~/artifacts``), a
+        A folder (``/srv/loopml/artifacts`` or ``~/artifacts``), a
         ``file://`` URL, or any fsspec URL (``s3://bucket/prefix``...).
     **storage_options
         Passed to the fsspec filesystem of a remote URL (credentials, ``client_kwargs``);

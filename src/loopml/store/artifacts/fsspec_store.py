@@ -113,7 +113,9 @@ class FsspecBlobStore:
     """
 
     def __init__(self, uri: str, **storage_options: Any) -> None:
-        self.uri = uri.rstrip("/")
+        stripped = uri.rstrip("/")
+        # "memory://" must not lose its slashes: only a path has a trailing slash to drop.
+        self.uri = uri if stripped.endswith(":") else stripped
         protocol = uri.split("://", 1)[0].lower() if "://" in uri else ""
         if protocol in _S3_PROTOCOLS:
             storage_options = s3_storage_options(storage_options)
@@ -183,7 +185,7 @@ class FsspecBlobStore:
             sha256, size = copy_and_hash(stream, spool)
             final = self._key(blob_relpath(sha256))
             with self._backend_errors("store a blob"):
-                if self.fs.exists(final):
+                if self._stored_size(final) == size:
                     return sha256, size
                 staging = self._key(f"tmp/{uuid.uuid4().hex}")
                 try:
@@ -254,6 +256,18 @@ class FsspecBlobStore:
                 self.fs.rm_file(key)
             except FileNotFoundError:
                 pass
+
+    def _stored_size(self, key: str) -> int | None:
+        """Return the size of a stored object, or None when there is none.
+
+        A blob of the wrong size (a corrupted upload) is then overwritten, not trusted.
+        """
+        try:
+            info = self.fs.info(key)
+        except FileNotFoundError:
+            return None
+        size = info.get("size")
+        return int(size) if size is not None else None
 
     def _key(self, relative: str) -> str:
         return f"{self.root}/{relative}" if self.root else relative

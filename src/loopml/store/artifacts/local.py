@@ -160,7 +160,7 @@ class LocalBlobStore:
                     staged.flush()
                     os.fsync(staged.fileno())
             with self._disk_errors():
-                self._publish(tmp_path, sha256)
+                self._publish(tmp_path, sha256, size)
             return sha256, size
         finally:
             tmp_path.unlink(missing_ok=True)
@@ -238,14 +238,18 @@ class LocalBlobStore:
                 continue
         return removed
 
-    def _publish(self, tmp_path: Path, sha256: str) -> None:
-        """Rename a fully written, fsynced temp file to its blob name, unless already there."""
+    def _publish(self, tmp_path: Path, sha256: str, size: int) -> None:
+        """Rename a fully written, fsynced temp file to its blob name, unless already there.
+
+        An existing blob of the wrong size (truncated by a failing disk, say) is replaced
+        rather than trusted.
+        """
         final = self._blob_path(sha256)
         shard_is_new = not final.parent.is_dir()
         final.parent.mkdir(parents=True, exist_ok=True)
         # mkdir follows symlinks: check the shard folder again now that it exists.
         final = self._blob_path(sha256)
-        if final.is_file():
+        if final.is_file() and final.stat().st_size == size:
             return
         os.replace(tmp_path, final)
         _fsync_dir(final.parent)

@@ -65,8 +65,9 @@ def normalize_artifact_path(path: str, *, field: str = "path", allow_empty: bool
     InvalidInput
         With ``field`` set, and a message naming the problem, when the path is not a
         string, is empty, is longer than 1024 characters, has a segment longer than 255
-        bytes, or contains (raw or in any decoded form) a control character, a backslash,
-        a leading ``/``, a drive letter, a URL scheme, a ``..`` segment, ``#`` or ``?``.
+        bytes, or contains (raw or in any decoded form) a control or bidi character, a
+        backslash, a leading ``/``, a ``:`` (URL schemes, drive letters, NTFS streams), a
+        ``..`` segment or one made only of dots and spaces, ``#`` or ``?``.
     """
     if not isinstance(path, str):
         raise InvalidInput(f"{field} must be a string, not {type(path).__name__}", field=field)
@@ -75,11 +76,10 @@ def normalize_artifact_path(path: str, *, field: str = "path", allow_empty: bool
             f"{field} is {len(path)} characters long; the limit is {MAX_PATH_LENGTH}",
             field=field,
         )
-    for form in _decoded_forms(path, field):
+    for form, how in _decoded_forms(path, field):
         problem = _problem(form)
         if problem is not None:
-            shown = "" if form == path else " once percent-decoded or NFKC-normalised"
-            raise InvalidInput(f"{field} {problem}{shown}: {path!r}", field=field)
+            raise InvalidInput(f"{field} {path!r} {problem}{how}", field=field)
 
     segments = [s for s in path.split("/") if s not in ("", ".")]
     if not segments:
@@ -95,7 +95,9 @@ def normalize_artifact_path(path: str, *, field: str = "path", allow_empty: bool
     return "/".join(segments)
 
 
-def confine(root: Path, relative: str, *, field: str = "path", allow_empty: bool = False) -> Path:
+def confine(
+    root: str | Path, relative: str, *, field: str = "path", allow_empty: bool = False
+) -> Path:
     """Join a user-given relative path to ``root`` and prove the result stays inside it.
 
     The joined path is resolved, following every symlink on the way, so a link that
@@ -103,7 +105,7 @@ def confine(root: Path, relative: str, *, field: str = "path", allow_empty: bool
 
     Parameters
     ----------
-    root : Path
+    root : str or Path
         The folder the path must stay in. It need not exist yet.
     relative : str
         The user-given path; it goes through :func:`normalize_artifact_path` first.
@@ -173,24 +175,29 @@ def safe_extract_destination(dest_root: str | Path, relative: str, *, field: str
     return target
 
 
-def _decoded_forms(path: str, field: str) -> list[str]:
-    """Return the path, each successive percent-decoding of it, and their NFKC forms."""
-    forms = [path]
+def _decoded_forms(path: str, field: str) -> list[tuple[str, str]]:
+    """Return the path and each successive percent-decoding of it, then their NFKC forms.
+
+    Each form comes with the words that tell the user how it was obtained.
+    """
+    forms = [(path, "")]
     current = path
     for _ in range(_MAX_DECODE_ROUNDS):
         decoded = unquote(current)
         if decoded == current:
             break
-        forms.append(decoded)
+        forms.append((decoded, " once percent-decoded"))
         current = decoded
     else:
-        raise InvalidInput(f"{field} is percent-encoded too many times: {path!r}", field=field)
+        raise InvalidInput(f"{field} {path!r} is percent-encoded too many times", field=field)
     # Fullwidth dots and slashes fold to ASCII under NFKC; a later normaliser must not
     # be able to turn a harmless-looking name into a traversal.
-    for form in list(forms):
+    seen = {form for form, _ in forms}
+    for form, how in list(forms):
         folded = unicodedata.normalize("NFKC", form)
-        if folded not in forms:
-            forms.append(folded)
+        if folded not in seen:
+            seen.add(folded)
+            forms.append((folded, f"{how} and NFKC-normalised" if how else " once NFKC-normalised"))
     return forms
 
 

@@ -428,9 +428,7 @@ class SqlTrackingStore:
               "timestamp": m.timestamp, "step": m.step} for m in latest.values()],
             keys=["run_id", "key"],
             update=["value", "timestamp", "step"],
-            where=lambda cur, new: or_(
-                new.step > cur.step, and_(new.step == cur.step, new.timestamp >= cur.timestamp)
-            ),
+            where=_is_newer_metric,
         )
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -562,6 +560,12 @@ class SqlTrackingStore:
         with self._write() as conn:
             if conn.execute(delete(TokenRow).where(TokenRow.name == name)).rowcount == 0:
                 raise NotFound(f"token {name!r} does not exist", field="name")
+
+
+def _is_newer_metric(current: Any, new: Any) -> ColumnElement[bool]:
+    """A metric value replaces the latest one at a higher step, or a later time at the same."""
+    return or_(new.step > current.step,
+               and_(new.step == current.step, new.timestamp >= current.timestamp))
 
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:

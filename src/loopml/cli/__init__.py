@@ -1,0 +1,1 @@
+"""The ``loopml`` command line: one module per command group, over the tracking service."""

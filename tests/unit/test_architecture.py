@@ -1,0 +1,76 @@
+"""House rules: the public API is curated, and imports flow one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import loopml
+
+SRC = Path(loopml.__file__).parent
+# Which loopml packages each layer may import; "*" = any.
+LAYERS: dict[str, set[str]] = {
+    "entities": {"entities"},
+    "errors": set(),
+    "config": {"errors"},
+    "store": {"entities", "errors", "config", "store"},
+    "tracking": {"entities", "errors", "config", "store", "tracking"},
+    "auth": {"entities", "errors", "config", "store", "auth"},
+    "server": {"*"},
+    "cli": {"*"},
+}
+FORBIDDEN_THIRD_PARTY = {
+    "entities": {"sqlalchemy", "fastapi", "typer", "httpx"},
+    "tracking": {"sqlalchemy", "fastapi", "typer", "starlette"},
+    "auth": {"sqlalchemy", "fastapi", "typer"},
+    "server": {"sqlalchemy", "typer"},
+    "cli": {"sqlalchemy", "fastapi"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_public_api_is_sorted_and_complete() -> None:
+    assert loopml.__all__ == sorted(loopml.__all__)
+    public = {name for name in vars(loopml) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(loopml, name)).__name__ == "module"}
+    assert public - modules - set(loopml.__all__) == set()
+    assert all(hasattr(loopml, name) for name in loopml.__all__)
+
+
+def test_imports_flow_one_way() -> None:
+    wrong = []
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        if relative.name == "__init__.py" and len(relative.parts) == 1:
+            continue
+        layer = relative.parts[0].removesuffix(".py")
+        allowed = LAYERS.get(layer)
+        if allowed is None:
+            continue
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "loopml" and len(parts) > 1:
+                target = parts[1]
+                if "*" not in allowed and target not in allowed and target != layer:
+                    wrong.append(f"{relative} imports {name}")
+            elif parts[0] in FORBIDDEN_THIRD_PARTY.get(layer, set()):
+                wrong.append(f"{relative} imports {name}")
+    assert wrong == []
+
+
+def test_modules_stay_reviewable() -> None:
+    too_long = [
+        f"{path.relative_to(SRC)}: {count} lines"
+        for path in SRC.rglob("*.py")
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > 800
+    ]
+    assert too_long == []
