@@ -34,8 +34,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     """Every test gets its own embedded store and a clean fluent state."""
     home = tmp_path / "loopml-home"
     monkeypatch.setenv("LOOPML_HOME", str(home))
-    for name in ("LOOPML_STORE_URI", "LOOPML_ARTIFACT_URI", "LOOPML_TRACKING_URI",
-                 "LOOPML_TRACKING_TOKEN", "LOOPML_EXPERIMENT_NAME"):
+    for name in (
+        "LOOPML_STORE_URI",
+        "LOOPML_ARTIFACT_URI",
+        "LOOPML_TRACKING_URI",
+        "LOOPML_TRACKING_TOKEN",
+        "LOOPML_EXPERIMENT_NAME",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     from loopml.tracking import fluent
@@ -83,8 +88,9 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         settings = Settings(home=home)
         self.app = create_app(settings, auth=auth)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -108,3 +114,37 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = LiveServer(tmp_path_factory.mktemp("server-home")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A moto S3-compatible server on a free 127.0.0.1 port for the whole session."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    quiet = logging.getLogger("werkzeug")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+    quiet.setLevel(level)
+
+
+def create_bucket(endpoint: str, bucket: str) -> None:
+    """Create a bucket on the test S3 server (idempotent)."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        client.create_bucket(Bucket=bucket)

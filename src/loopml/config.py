@@ -16,6 +16,7 @@ setting names without the prefix, at top level or under a ``[loopml]`` table::
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ from pydantic_settings import (
 
 from loopml.errors import InvalidInput
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover
+    import tomli as tomllib
 
 CONFIG_FILE_NAME = "loopml.toml"
 

@@ -81,7 +81,14 @@ class StoreUnavailable(LoopmlError):
 
 _BY_CODE: dict[str, type[LoopmlError]] = {
     cls.code: cls
-    for cls in (InvalidInput, NotFound, Conflict, Unauthenticated, PermissionDenied, StoreUnavailable)
+    for cls in (
+        InvalidInput,
+        NotFound,
+        Conflict,
+        Unauthenticated,
+        PermissionDenied,
+        StoreUnavailable,
+    )
 }
 
 
@@ -99,4 +106,6 @@ def error_from_dict(body: dict[str, Any], status_code: int) -> LoopmlError:
     if cls is None:
         cls = next((c for c in _BY_CODE.values() if c.status_code == status_code), LoopmlError)
     field = body.get("field")
-    return cls(str(body.get("message", "request failed")), field=None if field is None else str(field))
+    return cls(
+        str(body.get("message", "request failed")), field=None if field is None else str(field)
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from conftest import create_bucket
 from loopml.errors import InvalidInput, NotFound
 from loopml.store.artifacts import FsspecBlobStore, LocalBlobStore
 from loopml.store.base import BlobStore
@@ -21,28 +21,10 @@ BUCKET = "loopml-contract"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 for this module, with one bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    quiet = logging.getLogger("werkzeug")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-    quiet.setLevel(level)
+def s3_endpoint(s3_server: str) -> str:
+    """The session's moto S3 server, with this module's bucket."""
+    create_bucket(s3_server, BUCKET)
+    return s3_server
 
 
 def s3_options(endpoint: str) -> dict[str, Any]:

@@ -217,8 +217,12 @@ def test_special_float_values_round_trip(backend: Backend) -> None:
     run = _run(backend)
     backend.store.log_batch(
         run.run_id,
-        [Metric("nan", math.nan, 1, 0), Metric("inf", math.inf, 1, 0),
-         Metric("ninf", -math.inf, 1, 0), Metric("neg", -1.5e-300, 1, 0)],
+        [
+            Metric("nan", math.nan, 1, 0),
+            Metric("inf", math.inf, 1, 0),
+            Metric("ninf", -math.inf, 1, 0),
+            Metric("neg", -1.5e-300, 1, 0),
+        ],
     )
     metrics = backend.store.get_run(run.run_id).metrics
     assert math.isnan(metrics["nan"])
@@ -261,8 +265,13 @@ def searchable(backend: Backend) -> tuple[Backend, str, list[str]]:
     experiment_id = backend.store.create_experiment(_name())
     ids = []
     for index, (acc, model) in enumerate([(0.7, "lr"), (0.9, "rf"), (0.8, "rf"), (None, "gb")]):
-        run = _run(backend, experiment_id, run_name=f"run-{index}", start_time=1_000 + index,
-                   tags={"team": "a" if index % 2 else "b"})
+        run = _run(
+            backend,
+            experiment_id,
+            run_name=f"run-{index}",
+            start_time=1_000 + index,
+            tags={"team": "a" if index % 2 else "b"},
+        )
         metrics = [] if acc is None else [Metric("acc", acc, 5, 1)]
         backend.store.log_batch(run.run_id, metrics, {"model": model})
         ids.append(run.run_id)
@@ -283,15 +292,22 @@ def test_search_by_metric_param_tag_attribute(searchable: tuple[Backend, str, li
     assert _search(backend, exp, Clause(metric, "acc", "=", 0.9)) == [ids[1]]
     assert set(_search(backend, exp, Clause(metric, "acc", "!=", 0.9))) == {ids[0], ids[2]}
     assert set(_search(backend, exp, Clause(FieldKind.PARAM, "model", "=", "rf"))) == {
-        ids[1], ids[2]}
+        ids[1],
+        ids[2],
+    }
     assert set(_search(backend, exp, Clause(FieldKind.PARAM, "model", "LIKE", "%r%"))) == {
-        ids[0], ids[1], ids[2]}
+        ids[0],
+        ids[1],
+        ids[2],
+    }
     assert _search(backend, exp, Clause(FieldKind.PARAM, "model", "ILIKE", "G%")) == [ids[3]]
     assert set(_search(backend, exp, Clause(FieldKind.TAG, "team", "=", "a"))) == {ids[1], ids[3]}
     assert _search(backend, exp, Clause(FieldKind.ATTRIBUTE, "status", "=", "FAILED")) == [ids[0]]
     assert _search(backend, exp, Clause(FieldKind.ATTRIBUTE, "run_name", "=", "run-2")) == [ids[2]]
     assert set(_search(backend, exp, Clause(FieldKind.ATTRIBUTE, "start_time", ">=", 1002.0))) == {
-        ids[2], ids[3]}
+        ids[2],
+        ids[3],
+    }
     both = [Clause(FieldKind.PARAM, "model", "=", "rf"), Clause(metric, "acc", ">", 0.85)]
     assert _search(backend, exp, *both) == [ids[1]]
 

@@ -57,8 +57,10 @@ def test_sigkill_mid_logging_leaves_a_killed_run_and_no_partial_artifact(
     run_file, upload_file = tmp_path / "run_id", tmp_path / "uploading"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    child = subprocess.Popen([sys.executable, str(script), str(run_file), str(upload_file)],
-                             env={**os.environ, "LOOPML_HOME": str(isolated_home)})
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(run_file), str(upload_file)],
+        env={**os.environ, "LOOPML_HOME": str(isolated_home)},
+    )
     try:
         _wait_for(upload_file)
         time.sleep(0.5)  # well inside the endless upload
@@ -91,7 +93,8 @@ def test_sigkill_during_batches_keeps_whole_batches_only(
 ) -> None:
     script = tmp_path / "batches.py"
     ready = tmp_path / "ready"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         from pathlib import Path
         import loopml as lm
@@ -102,9 +105,12 @@ def test_sigkill_during_batches_keeps_whole_batches_only(
             while True:
                 lm.log_batch(metrics=[lm.Metric("m", 1.0, 0, step + i) for i in range({BATCH})])
                 step += {BATCH}
-    """))
-    child = subprocess.Popen([sys.executable, str(script), str(ready)],
-                             env={**os.environ, "LOOPML_HOME": str(isolated_home)})
+    """)
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(ready)],
+        env={**os.environ, "LOOPML_HOME": str(isolated_home)},
+    )
     try:
         _wait_for(ready)
         time.sleep(1.5)
@@ -122,7 +128,8 @@ def test_sigkill_during_batches_keeps_whole_batches_only(
 def test_sigterm_ends_the_run_killed(isolated_home: Path, tmp_path: Path) -> None:
     script = tmp_path / "term.py"
     ready = tmp_path / "ready"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys, time
         from pathlib import Path
         import loopml as lm
@@ -130,9 +137,12 @@ def test_sigterm_ends_the_run_killed(isolated_home: Path, tmp_path: Path) -> Non
             Path(sys.argv[1]).write_text(run.run_id)
             while True:
                 time.sleep(0.05)
-    """))
-    child = subprocess.Popen([sys.executable, str(script), str(ready)],
-                             env={**os.environ, "LOOPML_HOME": str(isolated_home)})
+    """)
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(ready)],
+        env={**os.environ, "LOOPML_HOME": str(isolated_home)},
+    )
     try:
         _wait_for(ready)
         child.send_signal(signal.SIGTERM)

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from conftest import create_bucket
 from loopml.errors import NotFound, StoreUnavailable
 from loopml.store.artifacts import FsspecBlobStore, open_blob_store, s3_storage_options
 from loopml.store.artifacts import fsspec_store as fsspec_store_module
@@ -28,28 +27,10 @@ CREDENTIALS = {"key": "testing", "secret": "testing"}
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 for this module, with one bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    quiet = logging.getLogger("werkzeug")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-    quiet.setLevel(level)
+def s3_endpoint(s3_server: str) -> str:
+    """The session's moto S3 server, with this module's bucket."""
+    create_bucket(s3_server, BUCKET)
+    return s3_server
 
 
 def options(endpoint: str, **extra: Any) -> dict[str, Any]:

@@ -105,6 +105,16 @@ class AuthService:
         Conflict
             When a token with this name exists.
         """
+        return self.issue_token(name, role)[0]
+
+    def issue_token(self, name: str, role: str = "reader") -> tuple[str, TokenInfo]:
+        """Like :meth:`create_token`, but also return the stored :class:`TokenInfo`.
+
+        Returns
+        -------
+        tuple of (str, TokenInfo)
+            The secret, and the token as stored (name, role, hash, creation time).
+        """
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidInput(
                 "token name must be 1-100 characters: letters, digits, '_', '-', '.', '@', "
@@ -113,8 +123,7 @@ class AuthService:
             )
         check_role(role)
         secret = secrets.token_urlsafe(32)
-        self.store.create_token(name, role, hash_secret(secret))
-        return secret
+        return secret, self.store.create_token(name, role, hash_secret(secret))
 
     def verify(self, secret: str | None) -> TokenInfo:
         """Return the token a secret belongs to.

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -116,6 +117,8 @@ class Column:
         Rich style of the title.
     max_width : int or None
         Longest cell before rich shortens it with an ellipsis.
+    no_wrap : bool
+        Never wrap the cells (ids, times, numbers): rich narrows other columns first.
     fmt : callable or None
         Turns a value into the cell text; :func:`format_value` by default.
     """
@@ -126,6 +129,7 @@ class Column:
     style: str | None = None
     header_style: str | None = None
     max_width: int | None = None
+    no_wrap: bool = False
     fmt: Callable[[Any], Cell] | None = None
 
     def cell(self, record: Mapping[str, Any]) -> Cell:
@@ -156,7 +160,7 @@ def render_table(
         Where to print; stdout by default.
     """
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  header_style="bold", pad_edge=False, expand=False)
+                  header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, expand=False)
     for column in columns:
         table.add_column(
             column.header,
@@ -165,7 +169,7 @@ def render_table(
             header_style=column.header_style,
             max_width=column.max_width,
             overflow="ellipsis" if column.max_width else "fold",
-            no_wrap=column.max_width is not None,
+            no_wrap=column.no_wrap or column.max_width is not None,
         )
     for record in records:
         table.add_row(*(column.cell(record) for column in columns))

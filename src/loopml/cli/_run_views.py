@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -65,17 +66,17 @@ def run_details(tracking: TrackingService, run: Run) -> dict[str, Any]:
 
 
 def _table(title: str, *headers: str, right: Sequence[int] = ()) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False)
     for index, header in enumerate(headers):
         table.add_column(header, justify="right" if index in right else "left",
                          overflow="fold")
     return table
 
 
-def _key_values(title: str, values: Mapping[str, str]) -> Table | None:
+def _key_values(title: str, values: Mapping[str, str], note: str = "") -> Table | None:
     if not values:
         return None
-    table = _table(f"{title} ({len(values)})", "Key", "Value")
+    table = _table(f"{title} ({len(values)}{note})", "Key", "Value")
     for key in sorted(values):
         table.add_row(key, values[key])
     return table
@@ -107,7 +108,7 @@ def render_run(run: Run, details: Mapping[str, Any]) -> None:
         _key_values("Params", run.params),
         _metrics_table(details["metric_summary"]),
         _key_values("Tags", user_tags),
-        _key_values(f"System tags ({SYSTEM_TAG_PREFIX}*)", system_tags),
+        _key_values("System tags", system_tags, note=f", {SYSTEM_TAG_PREFIX}*"),
     )
     for table in sections:
         if table is not None:
@@ -119,7 +120,8 @@ def render_run(run: Run, details: Mapping[str, Any]) -> None:
         print_note("No artifacts.")
         return
     total = sum(int(a["size"]) for a in artifacts)
-    table = _table(f"Artifacts ({len(artifacts)} files, {format_size(total)})",
+    files = f"{len(artifacts)} file{'s' if len(artifacts) != 1 else ''}"
+    table = _table(f"Artifacts ({files}, {format_size(total)})",
                    "Path", "Size", "SHA-256", right=(1,))
     for entry in artifacts:
         table.add_row(entry["path"], format_size(entry["size"]), entry["sha256"][:12])
@@ -182,7 +184,7 @@ def render_comparison(runs: Sequence[Run], *, diff_only: bool, as_json: bool) ->
         return
     any_diff = any(row["differs"] for row in params + metrics)
     table = Table(title=f"Comparing {len(runs)} runs", title_justify="left", header_style="bold",
-                  pad_edge=False,
+                  box=box.SIMPLE_HEAD, show_edge=False,
                   caption="* marks params and metrics whose values differ" if any_diff else None,
                   caption_justify="left")
     table.add_column("")

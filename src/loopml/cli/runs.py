@@ -41,7 +41,7 @@ RunIdArgument = Annotated[
 
 #: Params shown when ``--columns`` is not given; params that vary between runs come first.
 MAX_AUTO_PARAMS = 5
-#: Cell padding plus the border rich draws between two columns.
+#: Padding on both sides of a cell plus the space rich keeps between two columns.
 _COLUMN_OVERHEAD = 3
 
 _KINDS = {"metrics": "metrics", "metric": "metrics", "params": "params", "param": "params",
@@ -191,7 +191,8 @@ def _data_column(kind: str, key: str, clashes: set[str]) -> Column:
         header = f"{kind}.{key}"
     return Column(f"{kind}.{key}", header,
                   justify="right" if kind == "metrics" else "left",
-                  header_style=_KIND_STYLES[kind], max_width=30 if kind != "metrics" else None)
+                  header_style=_KIND_STYLES[kind], max_width=30 if kind != "metrics" else None,
+                  no_wrap=True)
 
 
 def _fit(base: list[Column], candidates: list[Column], rows: list[dict[str, Any]],
@@ -226,7 +227,7 @@ def list_runs(
         help="Sort key, e.g. \"metrics.acc DESC\"; repeat for ties (default: newest first).",
     )] = None,
     max_results: Annotated[int, typer.Option(
-        "--max", "-n", min=1, max=MAX_SEARCH_RESULTS, help="Most runs to list.",
+        "--max", "-n", metavar="N", min=1, max=MAX_SEARCH_RESULTS, help="Most runs to list.",
     )] = 50,
     columns: Annotated[str | None, typer.Option(
         "--columns", "-c", metavar="COLUMNS",
@@ -253,11 +254,11 @@ def list_runs(
     names = {k: e.name for k, e in experiments_by_id(tracking).items()}
     rows = [_row(run, names) for run in runs]
     base = [
-        Column("id", "Run ID", style="cyan", fmt=str),
+        Column("id", "Run ID", style="cyan", no_wrap=True, fmt=str),
         Column("name", "Name", max_width=24),
-        Column("status", "Status"),
-        Column("start", "Start"),
-        Column("duration", "Duration", justify="right"),
+        Column("status", "Status", no_wrap=True),
+        Column("start", "Start", no_wrap=True),
+        Column("duration", "Duration", justify="right", no_wrap=True),
     ]
     if len({run.experiment_id for run in runs}) > 1:
         base.insert(2, Column("experiment", "Experiment", max_width=16))

@@ -69,14 +69,22 @@ class Metric:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (NaN and infinities become strings)."""
-        return {"key": self.key, "value": _float_out(self.value), "timestamp": self.timestamp,
-                "step": self.step}
+        return {
+            "key": self.key,
+            "value": _float_out(self.value),
+            "timestamp": self.timestamp,
+            "step": self.step,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metric:
         """Build from the dict :meth:`to_dict` returns."""
-        return cls(key=data["key"], value=float(data["value"]), timestamp=int(data["timestamp"]),
-                   step=int(data.get("step", 0)))
+        return cls(
+            key=data["key"],
+            value=float(data["value"]),
+            timestamp=int(data["timestamp"]),
+            step=int(data.get("step", 0)),
+        )
 
 
 @dataclass(frozen=True)

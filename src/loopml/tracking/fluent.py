@@ -16,7 +16,6 @@ import os
 import signal
 import tempfile
 import threading
-
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -50,9 +49,9 @@ def _settings_key(settings: Settings) -> tuple[str, str, str | None]:
 def _environment_fingerprint() -> tuple[str, tuple[tuple[str, str], ...]]:
     # Settings come from LOOPML_* variables and a loopml.toml found from the working folder;
     # parsing them costs milliseconds, so they are re-read only when these inputs change.
-    return os.getcwd(), tuple(sorted(
-        (k, v) for k, v in os.environ.items() if k.startswith("LOOPML_")
-    ))
+    return os.getcwd(), tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("LOOPML_"))
+    )
 
 
 def get_service() -> TrackingService:
@@ -69,8 +68,12 @@ def get_service() -> TrackingService:
             from loopml.store.registry import open_tracking_stores
 
             stores = open_tracking_stores(settings)
-            _service = TrackingService(stores.experiments, stores.runs, stores.artifacts,
-                                       heartbeat_timeout=settings.run_heartbeat_timeout)
+            _service = TrackingService(
+                stores.experiments,
+                stores.runs,
+                stores.artifacts,
+                heartbeat_timeout=settings.run_heartbeat_timeout,
+            )
             _service_key = key
             _experiment_id = None
         return _service
@@ -91,8 +94,9 @@ class ActiveRun:
         self._run = run
         self._service = service
         self._heartbeat_stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name=f"loopml-heartbeat-{run.run_id}",
-                                           daemon=True)
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"loopml-heartbeat-{run.run_id}", daemon=True
+        )
         self._heartbeat.start()
 
     @property
@@ -290,14 +294,16 @@ def log_params(params: dict[str, Any]) -> None:
     get_service().log_batch(_run_id(), params=params)
 
 
-def log_metric(key: str, value: float, step: int | None = None,
-               timestamp: int | None = None) -> None:
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: int | None = None
+) -> None:
     """Log one metric value of the active run."""
     get_service().log_metric(_run_id(), key, value, step, timestamp)
 
 
-def log_metrics(metrics: dict[str, float], step: int | None = None,
-                timestamp: int | None = None) -> None:
+def log_metrics(
+    metrics: dict[str, float], step: int | None = None, timestamp: int | None = None
+) -> None:
     """Log several metrics at the same step in one call."""
     if not isinstance(metrics, dict):
         raise InvalidInput("metrics must be a mapping of key to number", field="metrics")
@@ -336,8 +342,9 @@ def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> li
 
 def log_text(text: str, artifact_file: str) -> ArtifactEntry:
     """Store a string as a UTF-8 file."""
-    return get_service().log_artifact_stream(_run_id(), artifact_file,
-                                             io.BytesIO(text.encode("utf-8")))
+    return get_service().log_artifact_stream(
+        _run_id(), artifact_file, io.BytesIO(text.encode("utf-8"))
+    )
 
 
 def log_dict(dictionary: Any, artifact_file: str) -> ArtifactEntry:
@@ -379,8 +386,9 @@ def log_figure(figure: Any, artifact_file: str) -> ArtifactEntry:
             )
     elif module.startswith("matplotlib"):
         if suffix not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
-            raise InvalidInput("matplotlib figures are stored as .png, .svg, .pdf or .jpg",
-                               field="artifact_file")
+            raise InvalidInput(
+                "matplotlib figures are stored as .png, .svg, .pdf or .jpg", field="artifact_file"
+            )
         figure.savefig(buffer, format=suffix.lstrip("."), bbox_inches="tight")
     else:
         raise InvalidInput(
@@ -396,11 +404,13 @@ def log_table(data: pd.DataFrame, artifact_file: str) -> ArtifactEntry:
     import pandas as pd
 
     if not isinstance(data, pd.DataFrame):
-        raise InvalidInput(f"log_table takes a pandas DataFrame, got {type(data).__name__}",
-                           field="data")
+        raise InvalidInput(
+            f"log_table takes a pandas DataFrame, got {type(data).__name__}", field="data"
+        )
     if not artifact_file.endswith(".parquet"):
-        raise InvalidInput("log_table writes Parquet: name the file *.parquet",
-                           field="artifact_file")
+        raise InvalidInput(
+            "log_table writes Parquet: name the file *.parquet", field="artifact_file"
+        )
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as buffer:
         data.to_parquet(buffer, index=False)
         buffer.seek(0)
@@ -441,8 +451,6 @@ def search_runs(
     >>> lm.search_runs(filter_string="metrics.accuracy > 0.9",  # doctest: +SKIP
     ...                order_by=["metrics.accuracy DESC"])
     """
-    import pandas as pd
-
     service = get_service()
     if experiment_ids is None and experiment_names is None:
         ids = [_current_experiment_id(service)]
@@ -452,15 +460,23 @@ def search_runs(
     runs: list[Run] = []
     offset: int | None = 0
     while offset is not None and len(runs) < max_results:
-        page = service.search_runs(ids, filter_string, order_by,
-                                   min(1000, max_results - len(runs)), offset, include_deleted)
+        page = service.search_runs(
+            ids,
+            filter_string,
+            order_by,
+            min(1000, max_results - len(runs)),
+            offset,
+            include_deleted,
+        )
         runs.extend(page.runs)
         offset = page.next_offset
-    return runs_to_frame(runs, pd)
+    return runs_to_frame(runs)
 
 
-def runs_to_frame(runs: list[Run], pd: Any) -> pd.DataFrame:
+def runs_to_frame(runs: list[Run]) -> pd.DataFrame:
     """Lay runs out as a DataFrame with ``metrics.*``, ``params.*`` and ``tags.*`` columns."""
+    import pandas as pd
+
     records = []
     for run in runs:
         record: dict[str, Any] = {
@@ -470,7 +486,8 @@ def runs_to_frame(runs: list[Run], pd: Any) -> pd.DataFrame:
             "status": run.status.value,
             "start_time": pd.to_datetime(run.start_time, unit="ms", utc=True),
             "end_time": pd.to_datetime(run.end_time, unit="ms", utc=True)
-            if run.end_time is not None else pd.NaT,
+            if run.end_time is not None
+            else pd.NaT,
             "user": run.user,
             "parent_run_id": run.parent_run_id,
         }
@@ -478,12 +495,21 @@ def runs_to_frame(runs: list[Run], pd: Any) -> pd.DataFrame:
         record.update({f"params.{k}": v for k, v in run.params.items()})
         record.update({f"tags.{k}": v for k, v in run.tags.items()})
         records.append(record)
-    columns = ["run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "user",
-               "parent_run_id"]
+    columns = [
+        "run_id",
+        "experiment_id",
+        "run_name",
+        "status",
+        "start_time",
+        "end_time",
+        "user",
+        "parent_run_id",
+    ]
     frame = pd.DataFrame.from_records(records, columns=None if records else columns)
     extra = sorted(c for c in frame.columns if c not in columns)
-    ordered = columns + [c for p in ("metrics.", "params.", "tags.") for c in extra
-                         if c.startswith(p)]
+    ordered = columns + [
+        c for p in ("metrics.", "params.", "tags.") for c in extra if c.startswith(p)
+    ]
     return frame[ordered]
 
 
@@ -500,5 +526,3 @@ def _reset_for_tests() -> None:
         _service_key = None
         _experiment_id = None
         _gc_done = False
-
-

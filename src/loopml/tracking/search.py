@@ -38,12 +38,18 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KIND_ALIASES = {
-    "metric": FieldKind.METRIC, "metrics": FieldKind.METRIC,
-    "param": FieldKind.PARAM, "params": FieldKind.PARAM, "parameter": FieldKind.PARAM,
+    "metric": FieldKind.METRIC,
+    "metrics": FieldKind.METRIC,
+    "param": FieldKind.PARAM,
+    "params": FieldKind.PARAM,
+    "parameter": FieldKind.PARAM,
     "parameters": FieldKind.PARAM,
-    "tag": FieldKind.TAG, "tags": FieldKind.TAG,
-    "attribute": FieldKind.ATTRIBUTE, "attributes": FieldKind.ATTRIBUTE,
-    "attr": FieldKind.ATTRIBUTE, "run": FieldKind.ATTRIBUTE,
+    "tag": FieldKind.TAG,
+    "tags": FieldKind.TAG,
+    "attribute": FieldKind.ATTRIBUTE,
+    "attributes": FieldKind.ATTRIBUTE,
+    "attr": FieldKind.ATTRIBUTE,
+    "run": FieldKind.ATTRIBUTE,
 }
 _ATTRIBUTE_ALIASES = {"name": "run_name", "id": "run_id", "created": "start_time"}
 
@@ -156,8 +162,7 @@ def parse_filter(filter_string: str | None) -> list[Clause]:
             raise _error("NOT is not supported; use != instead", filter_string)
         else:
             raise _error(
-                f"expected a comparator ({', '.join(COMPARATORS)}) after {key!r}, "
-                f"got {op_text!r}",
+                f"expected a comparator ({', '.join(COMPARATORS)}) after {key!r}, got {op_text!r}",
                 filter_string,
             )
         value_kind, value_text = cursor.take("a value")
@@ -169,8 +174,9 @@ def parse_filter(filter_string: str | None) -> list[Clause]:
             if op in ("LIKE", "ILIKE"):
                 raise _error(f"{op} needs a string key, not {key!r}", filter_string)
             if value_kind != "number":
-                raise _error(f"{key!r} is compared with a number, got {value_text!r}",
-                             filter_string)
+                raise _error(
+                    f"{key!r} is compared with a number, got {value_text!r}", filter_string
+                )
             value = float(value_text)
         else:
             if value_kind != "string":
@@ -207,8 +213,9 @@ def parse_order_by(order_by: list[str] | tuple[str, ...] | None) -> list[OrderBy
         try:
             kind, key = _parse_key(cursor)
         except InvalidInput as exc:
-            raise InvalidInput(exc.message.replace("filter", "order_by", 1),
-                               field="order_by") from None
+            raise InvalidInput(
+                exc.message.replace("filter", "order_by", 1), field="order_by"
+            ) from None
         if cursor.peek() is not None:
             raise InvalidInput(
                 f"invalid order_by {item!r}: expected '<key> [ASC|DESC]'", field="order_by"

@@ -12,7 +12,11 @@ from typing import Any, BinaryIO
 from loopml.entities.search import Clause, FieldKind
 from loopml.entities.tracking import ArtifactEntry, Experiment, Metric, Run, RunStatus
 from loopml.errors import InvalidInput, NotFound
-from loopml.store.artifacts.paths import confine, normalize_artifact_path
+from loopml.store.artifacts.paths import (
+    confine,
+    normalize_artifact_path,
+    safe_extract_destination,
+)
 from loopml.store.base import ExperimentStore, RunArtifactStore, RunPage, RunStore
 from loopml.tracking import validation
 from loopml.tracking.search import parse_filter, parse_order_by
@@ -155,8 +159,9 @@ class TrackingService:
                 f"status must be one of FINISHED, FAILED, KILLED, got {status!r}", field="status"
             ) from None
         if not final.is_terminal:
-            raise InvalidInput("a run can only be ended as FINISHED, FAILED or KILLED",
-                               field="status")
+            raise InvalidInput(
+                "a run can only be ended as FINISHED, FAILED or KILLED", field="status"
+            )
         run_id = _check_run_id(run_id)
         self.runs.set_run_status(run_id, final, end_time if end_time is not None else now_ms())
         return self.runs.get_run(run_id)
@@ -178,7 +183,11 @@ class TrackingService:
         self.runs.heartbeat(_check_run_id(run_id), now_ms())
 
     def log_metric(
-        self, run_id: str, key: str, value: Any, step: int | None = None,
+        self,
+        run_id: str,
+        key: str,
+        value: Any,
+        step: int | None = None,
         timestamp: int | None = None,
     ) -> None:
         """Log one metric value."""
@@ -209,13 +218,13 @@ class TrackingService:
         checked_params = validation.check_params(params or {})
         checked_tags = validation.check_tags(tags or {})
         if checked_metrics or checked_params or checked_tags:
-            self.runs.log_batch(_check_run_id(run_id), checked_metrics, checked_params,
-                                checked_tags)
+            self.runs.log_batch(
+                _check_run_id(run_id), checked_metrics, checked_params, checked_tags
+            )
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every value of one metric, by step."""
-        return self.runs.get_metric_history(_check_run_id(run_id),
-                                            validation.check_key(key, "key"))
+        return self.runs.get_metric_history(_check_run_id(run_id), validation.check_key(key, "key"))
 
     def search_runs(
         self,
@@ -228,8 +237,9 @@ class TrackingService:
     ) -> RunPage:
         """Search runs with MLflow's filter syntax; ``experiment_ids=None`` means all active."""
         if not isinstance(max_results, int) or not 1 <= max_results <= MAX_SEARCH_RESULTS:
-            raise InvalidInput(f"max_results must be between 1 and {MAX_SEARCH_RESULTS}",
-                               field="max_results")
+            raise InvalidInput(
+                f"max_results must be between 1 and {MAX_SEARCH_RESULTS}", field="max_results"
+            )
         if not isinstance(offset, int) or offset < 0:
             raise InvalidInput("offset must be a non-negative integer", field="offset")
         clauses = parse_filter(filter_string)
@@ -240,14 +250,19 @@ class TrackingService:
             ids = [str(i) for i in experiment_ids]
         return self.runs.search_runs(ids, clauses, orders, max_results, offset, include_deleted)
 
-    def iter_runs(self, experiment_ids: Sequence[str] | None = None,
-                  filter_string: str | None = None, order_by: Sequence[str] | None = None,
-                  include_deleted: bool = False) -> Iterator[Run]:
+    def iter_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        include_deleted: bool = False,
+    ) -> Iterator[Run]:
         """Yield every matching run, page by page."""
         offset: int | None = 0
         while offset is not None:
-            page = self.search_runs(experiment_ids, filter_string, order_by, 1000, offset,
-                                    include_deleted)
+            page = self.search_runs(
+                experiment_ids, filter_string, order_by, 1000, offset, include_deleted
+            )
             yield from page.runs
             offset = page.next_offset
 
@@ -272,8 +287,8 @@ class TrackingService:
             offset = page.next_offset
             for run in page.runs:
                 last_seen = run.heartbeat_time or run.start_time
-                local_and_dead = run.host == host and run.pid is not None and not _pid_alive(
-                    run.pid
+                local_and_dead = (
+                    run.host == host and run.pid is not None and not _pid_alive(run.pid)
                 )
                 if local_and_dead or now - last_seen > limit * 1000:
                     stale.append(run)
@@ -286,8 +301,9 @@ class TrackingService:
     # -- artifacts ----------------------------------------------------------------------
     def log_artifact_stream(self, run_id: str, path: str, stream: BinaryIO) -> ArtifactEntry:
         """Store a stream's bytes as ``path`` of the run."""
-        return self.artifacts.log_artifact(_check_run_id(run_id), normalize_artifact_path(path),
-                                           stream)
+        return self.artifacts.log_artifact(
+            _check_run_id(run_id), normalize_artifact_path(path), stream
+        )
 
     def log_artifact_file(
         self, run_id: str, local_path: str | Path, artifact_path: str | None = None
@@ -318,15 +334,18 @@ class TrackingService:
         for file in files:
             relative = file.relative_to(root).as_posix()
             with file.open("rb") as stream:
-                entries.append(self.log_artifact_stream(
-                    run_id, f"{prefix}/{relative}" if prefix else relative, stream
-                ))
+                entries.append(
+                    self.log_artifact_stream(
+                        run_id, f"{prefix}/{relative}" if prefix else relative, stream
+                    )
+                )
         return entries
 
     def list_artifacts(self, run_id: str, path: str = "") -> list[ArtifactEntry]:
         """List a run's files under ``path``."""
-        return self.artifacts.list_artifacts(_check_run_id(run_id),
-                                             normalize_artifact_path(path, allow_empty=True))
+        return self.artifacts.list_artifacts(
+            _check_run_id(run_id), normalize_artifact_path(path, allow_empty=True)
+        )
 
     def read_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
         """Stream one artifact's bytes."""
@@ -345,8 +364,7 @@ class TrackingService:
         dest_root = Path(destination)
         dest_root.mkdir(parents=True, exist_ok=True)
         for entry in entries:
-            target = confine(dest_root, entry.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = safe_extract_destination(dest_root, entry.path)
             partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
             try:
                 with partial.open("wb") as out:
@@ -374,14 +392,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_ADJECTIVES = ("brisk", "calm", "bold", "keen", "quiet", "swift", "bright", "steady", "lucid",
-               "merry", "noble", "sunny", "vivid", "wise", "gentle", "clever")
-_NOUNS = ("otter", "falcon", "maple", "comet", "harbor", "lynx", "cedar", "river", "quartz",
-          "heron", "ember", "willow", "orca", "summit", "fern", "atlas")
+_ADJECTIVES = (
+    "brisk",
+    "calm",
+    "bold",
+    "keen",
+    "quiet",
+    "swift",
+    "bright",
+    "steady",
+    "lucid",
+    "merry",
+    "noble",
+    "sunny",
+    "vivid",
+    "wise",
+    "gentle",
+    "clever",
+)
+_NOUNS = (
+    "otter",
+    "falcon",
+    "maple",
+    "comet",
+    "harbor",
+    "lynx",
+    "cedar",
+    "river",
+    "quartz",
+    "heron",
+    "ember",
+    "willow",
+    "orca",
+    "summit",
+    "fern",
+    "atlas",
+)
 
 
 def _generated_name() -> str:
     """A readable run name such as ``swift-otter-042``."""
     entropy = int.from_bytes(os.urandom(3), "big")
-    return (f"{_ADJECTIVES[entropy % 16]}-{_NOUNS[(entropy >> 4) % 16]}-"
-            f"{(entropy >> 8) % 1000:03d}")
+    return f"{_ADJECTIVES[entropy % 16]}-{_NOUNS[(entropy >> 4) % 16]}-{(entropy >> 8) % 1000:03d}"

@@ -13,8 +13,16 @@ from pathlib import Path
 
 #: Tags loopml sets itself; users can read them like any other tag.
 SYSTEM_TAG_PREFIX = "loopml."
-_KEY_PACKAGES = ("loopml", "numpy", "pandas", "scikit-learn", "pyarrow", "torch", "xgboost",
-                 "lightgbm")
+_KEY_PACKAGES = (
+    "loopml",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "pyarrow",
+    "torch",
+    "xgboost",
+    "lightgbm",
+)
 
 
 def current_user() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import re
 import time
@@ -68,9 +67,9 @@ def check_params(params: dict[str, Any]) -> dict[str, str]:
     if not isinstance(params, dict):
         raise InvalidInput("params must be a mapping of key to value", field="params")
     return {
-        check_key(k, "params"): _check_text(
-            v, f"params.{k}", MAX_PARAM_VALUE_LENGTH
-        ) if v is not None else "None"
+        check_key(k, "params"): _check_text(v, f"params.{k}", MAX_PARAM_VALUE_LENGTH)
+        if v is not None
+        else "None"
         for k, v in params.items()
     }
 
@@ -79,8 +78,10 @@ def check_tags(tags: dict[str, Any]) -> dict[str, str]:
     """Check tags and turn their values into strings."""
     if not isinstance(tags, dict):
         raise InvalidInput("tags must be a mapping of key to value", field="tags")
-    return {check_key(k, "tags"): _check_text(v, f"tags.{k}", MAX_TAG_VALUE_LENGTH)
-            for k, v in tags.items()}
+    return {
+        check_key(k, "tags"): _check_text(v, f"tags.{k}", MAX_TAG_VALUE_LENGTH)
+        for k, v in tags.items()
+    }
 
 
 def check_metric_value(value: Any, field: str) -> float:
@@ -108,9 +109,9 @@ def make_metric(key: Any, value: Any, step: Any = None, timestamp: Any = None) -
     return Metric(
         key=key,
         value=check_metric_value(value, f"metrics.{key}"),
-        timestamp=int(time.time() * 1000) if timestamp is None else _check_int(
-            timestamp, f"metrics.{key}.timestamp"
-        ),
+        timestamp=int(time.time() * 1000)
+        if timestamp is None
+        else _check_int(timestamp, f"metrics.{key}.timestamp"),
         step=0 if step is None else _check_int(step, f"metrics.{key}.step"),
     )
 
@@ -126,24 +127,25 @@ def check_metrics(metrics: Any) -> list[Metric]:
         elif isinstance(item, dict):
             if "key" not in item or "value" not in item:
                 raise InvalidInput("each metric needs a key and a value", field="metrics")
-            checked.append(make_metric(item["key"], _number_from_json(item["value"]),
-                                       item.get("step"), item.get("timestamp")))
+            checked.append(
+                make_metric(
+                    item["key"],
+                    _number_from_json(item["value"]),
+                    item.get("step"),
+                    item.get("timestamp"),
+                )
+            )
         else:
             raise InvalidInput(
                 f"metrics must hold Metric objects, got {type(item).__name__}", field="metrics"
             )
         if len(checked) > MAX_BATCH_METRICS:
-            raise InvalidInput(
-                f"at most {MAX_BATCH_METRICS} metrics per batch", field="metrics"
-            )
+            raise InvalidInput(f"at most {MAX_BATCH_METRICS} metrics per batch", field="metrics")
     return checked
 
 
 def _number_from_json(value: Any) -> Any:
     """JSON cannot carry NaN or infinities; they travel as the strings float() reads."""
-    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf", "infinity",
-                                                     "-infinity"):
+    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
         return float(value)
     return value
-
-

@@ -28,8 +28,14 @@ def test_run_records_system_info_and_finishes() -> None:
     assert fetched.end_time is not None and fetched.end_time >= fetched.start_time
     assert fetched.params == {"C": "0.5", "kernel": "rbf", "gamma": "2"}
     assert fetched.metrics == {"acc": 0.9, "loss": 0.1}
-    for key in ("loopml.host", "loopml.user", "loopml.python", "loopml.command",
-                "loopml.package.loopml", "loopml.package.pandas"):
+    for key in (
+        "loopml.host",
+        "loopml.user",
+        "loopml.python",
+        "loopml.command",
+        "loopml.package.loopml",
+        "loopml.package.pandas",
+    ):
         assert key in fetched.tags
     assert fetched.tags["stage"] == "dev"
     assert lm.active_run() is None
@@ -41,8 +47,9 @@ def test_git_commit_and_dirty_flag_are_recorded(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q"], check=True)
     Path("f.txt").write_text("x")
     subprocess.run(["git", "add", "f.txt"], check=True)
-    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
-                   check=True)
+    subprocess.run(
+        ["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"], check=True
+    )
     with lm.start_run() as run:
         pass
     tags = lm.get_run(run.run_id).tags
@@ -131,8 +138,16 @@ def test_artifacts_dict_text_table_figures(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput):
             lm.log_table(pd.DataFrame({"x": [1]}), "table.csv")
     paths = [a.path for a in lm.get_service().list_artifacts(run.run_id)]
-    assert paths == ["bundle/sub/a.txt", "config.json", "config.yaml", "curve.html",
-                     "curve.png", "docs/notes.txt", "notes.txt", "table.parquet"]
+    assert paths == [
+        "bundle/sub/a.txt",
+        "config.json",
+        "config.yaml",
+        "curve.html",
+        "curve.png",
+        "docs/notes.txt",
+        "notes.txt",
+        "table.parquet",
+    ]
     assert json.loads(_artifact(run.run_id, "config.json")) == {"a": [1, 2]}
     assert _artifact(run.run_id, "curve.png").startswith(b"\x89PNG")
     assert b"plotly" in _artifact(run.run_id, "curve.html")

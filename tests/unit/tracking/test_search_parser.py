@@ -19,16 +19,21 @@ from loopml.tracking.search import parse_filter, parse_order_by
         ("params.x == 'a'", [Clause(FieldKind.PARAM, "x", "=", "a")]),
         ("params.x <> 'a'", [Clause(FieldKind.PARAM, "x", "!=", "a")]),
         ("tags.team like 'ri%'", [Clause(FieldKind.TAG, "team", "LIKE", "ri%")]),
-        ("tags.\"data set\" ILIKE '%Churn%'",
-         [Clause(FieldKind.TAG, "data set", "ILIKE", "%Churn%")]),
+        (
+            "tags.\"data set\" ILIKE '%Churn%'",
+            [Clause(FieldKind.TAG, "data set", "ILIKE", "%Churn%")],
+        ),
         ("status = 'finished'", [Clause(FieldKind.ATTRIBUTE, "status", "=", "FINISHED")]),
         ("attributes.run_name = 'it''s'", [Clause(FieldKind.ATTRIBUTE, "run_name", "=", "it's")]),
         ("attribute.start_time > 17", [Clause(FieldKind.ATTRIBUTE, "start_time", ">", 17.0)]),
-        ("metrics.a > 1 AND params.b = 'x' and tags.c = 'y'", [
-            Clause(FieldKind.METRIC, "a", ">", 1.0),
-            Clause(FieldKind.PARAM, "b", "=", "x"),
-            Clause(FieldKind.TAG, "c", "=", "y"),
-        ]),
+        (
+            "metrics.a > 1 AND params.b = 'x' and tags.c = 'y'",
+            [
+                Clause(FieldKind.METRIC, "a", ">", 1.0),
+                Clause(FieldKind.PARAM, "b", "=", "x"),
+                Clause(FieldKind.TAG, "c", "=", "y"),
+            ],
+        ),
         ("", []),
         ("   ", []),
     ],

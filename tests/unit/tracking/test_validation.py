@@ -54,7 +54,11 @@ def test_metric_dicts_from_json_accept_nan_strings() -> None:
 
 def test_params_become_strings_and_are_bounded() -> None:
     assert validation.check_params({"a": 1, "b": 0.5, "c": True, "d": None}) == {
-        "a": "1", "b": "0.5", "c": "True", "d": "None"}
+        "a": "1",
+        "b": "0.5",
+        "c": "True",
+        "d": "None",
+    }
     with pytest.raises(InvalidInput) as caught:
         validation.check_params({"a": "x" * 6001})
     assert caught.value.field == "params.a"

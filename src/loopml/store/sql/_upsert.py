@@ -14,7 +14,10 @@ WhereFunction = Callable[[Any, Any], Any]
 
 @functools.lru_cache(maxsize=64)
 def _statement(
-    dialect_name: str, model: Any, keys: tuple[str, ...], update: tuple[str, ...],
+    dialect_name: str,
+    model: Any,
+    keys: tuple[str, ...],
+    update: tuple[str, ...],
     where: WhereFunction | None,
 ) -> Any:
     # Built once per shape: constructing and compiling the statement costs more than running

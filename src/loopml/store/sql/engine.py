@@ -152,6 +152,8 @@ def _migrate(engines: StoreEngines) -> None:
     with engines.write.begin() as conn:
         # SQLite's BEGIN IMMEDIATE already serialises this transaction; PostgreSQL needs a lock.
         if engines.dialect == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY}
+            )
         config.attributes["connection"] = conn
         command.upgrade(config, "head")

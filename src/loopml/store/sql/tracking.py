@@ -103,15 +103,18 @@ class SqlTrackingStore:
             with self._write() as conn:
                 experiment_id = conn.execute(
                     insert(ExperimentRow)
-                    .values(name=name, lifecycle_stage=_ACTIVE, creation_time=now,
-                            last_update_time=now)
+                    .values(
+                        name=name, lifecycle_stage=_ACTIVE, creation_time=now, last_update_time=now
+                    )
                     .returning(ExperimentRow.experiment_id)
                 ).scalar_one()
                 if tags:
                     conn.execute(
                         insert(ExperimentTagRow),
-                        [{"experiment_id": experiment_id, "key": k, "value": v}
-                         for k, v in tags.items()],
+                        [
+                            {"experiment_id": experiment_id, "key": k, "value": v}
+                            for k, v in tags.items()
+                        ],
                     )
         except IntegrityError as exc:
             raise Conflict(f"experiment {name!r} already exists", field="name") from exc
@@ -123,7 +126,9 @@ class SqlTrackingStore:
                 select(ExperimentTagRow.key, ExperimentTagRow.value).where(
                     ExperimentTagRow.experiment_id == row.experiment_id
                 )
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
         return Experiment(
             experiment_id=str(row.experiment_id),
@@ -211,8 +216,13 @@ class SqlTrackingStore:
         pk = self._experiment_pk(experiment_id)
         with self._write() as conn:
             self._require_active_experiment(conn, pk, experiment_id)
-            upsert(conn, ExperimentTagRow, [{"experiment_id": pk, "key": key, "value": value}],
-                   keys=["experiment_id", "key"], update=["value"])
+            upsert(
+                conn,
+                ExperimentTagRow,
+                [{"experiment_id": pk, "key": key, "value": value}],
+                keys=["experiment_id", "key"],
+                update=["value"],
+            )
 
     @staticmethod
     def _require_active_experiment(conn: Connection, pk: int, experiment_id: str) -> None:
@@ -248,10 +258,18 @@ class SqlTrackingStore:
                 self._require_run(conn, parent_run_id, field="parent_run_id")
             conn.execute(
                 insert(RunRow).values(
-                    run_id=run_id, experiment_id=pk, run_name=run_name,
-                    status=RunStatus.RUNNING.value, start_time=start_time, end_time=None,
-                    lifecycle_stage=_ACTIVE, user=user, parent_run_id=parent_run_id,
-                    host=host, pid=pid, heartbeat_time=start_time,
+                    run_id=run_id,
+                    experiment_id=pk,
+                    run_name=run_name,
+                    status=RunStatus.RUNNING.value,
+                    start_time=start_time,
+                    end_time=None,
+                    lifecycle_stage=_ACTIVE,
+                    user=user,
+                    parent_run_id=parent_run_id,
+                    host=host,
+                    pid=pid,
+                    heartbeat_time=start_time,
                 )
             )
             if tags:
@@ -383,7 +401,9 @@ class SqlTrackingStore:
                         select(ParamRow.key, ParamRow.value).where(
                             ParamRow.run_id == run_id, ParamRow.key.in_(list(params))
                         )
-                    ).tuples().all()
+                    )
+                    .tuples()
+                    .all()
                 )
                 for key, value in params.items():
                     if key in existing and existing[key] != value:
@@ -400,9 +420,13 @@ class SqlTrackingStore:
                 if new:
                     conn.execute(insert(ParamRow), new)
             if tags:
-                upsert(conn, TagRow, [{"run_id": run_id, "key": k, "value": v}
-                                      for k, v in tags.items()],
-                       keys=["run_id", "key"], update=["value"])
+                upsert(
+                    conn,
+                    TagRow,
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+                    keys=["run_id", "key"],
+                    update=["value"],
+                )
             if metrics:
                 self._insert_metrics(conn, run_id, metrics)
 
@@ -411,8 +435,13 @@ class SqlTrackingStore:
         conn.execute(
             insert(MetricRow),
             [
-                {"run_id": run_id, "key": m.key, "value": _db_float(m.value),
-                 "timestamp": m.timestamp, "step": m.step}
+                {
+                    "run_id": run_id,
+                    "key": m.key,
+                    "value": _db_float(m.value),
+                    "timestamp": m.timestamp,
+                    "step": m.step,
+                }
                 for m in metrics
             ],
         )
@@ -424,8 +453,16 @@ class SqlTrackingStore:
         upsert(
             conn,
             LatestMetricRow,
-            [{"run_id": run_id, "key": m.key, "value": _db_float(m.value),
-              "timestamp": m.timestamp, "step": m.step} for m in latest.values()],
+            [
+                {
+                    "run_id": run_id,
+                    "key": m.key,
+                    "value": _db_float(m.value),
+                    "timestamp": m.timestamp,
+                    "step": m.step,
+                }
+                for m in latest.values()
+            ],
             keys=["run_id", "key"],
             update=["value", "timestamp", "step"],
             where=_is_newer_metric,
@@ -448,8 +485,10 @@ class SqlTrackingStore:
                 .where(MetricRow.run_id == run_id, MetricRow.key == key)
                 .order_by(MetricRow.step, MetricRow.timestamp, MetricRow.id)
             ).all()
-        return [Metric(key=key, value=_py_float(r.value), timestamp=r.timestamp, step=r.step)
-                for r in rows]
+        return [
+            Metric(key=key, value=_py_float(r.value), timestamp=r.timestamp, step=r.step)
+            for r in rows
+        ]
 
     # -- search -------------------------------------------------------------------------
     def search_runs(
@@ -496,9 +535,20 @@ class SqlTrackingStore:
         """Point ``entry.path`` of the run at a stored blob."""
         with self._write() as conn:
             self._require_active_run(conn, run_id)
-            upsert(conn, ArtifactRow, [{"run_id": run_id, "path": entry.path,
-                                        "sha256": entry.sha256, "size": entry.size}],
-                   keys=["run_id", "path"], update=["sha256", "size"])
+            upsert(
+                conn,
+                ArtifactRow,
+                [
+                    {
+                        "run_id": run_id,
+                        "path": entry.path,
+                        "sha256": entry.sha256,
+                        "size": entry.size,
+                    }
+                ],
+                keys=["run_id", "path"],
+                update=["sha256", "size"],
+            )
 
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactEntry]:
         """Return the run's artifact entries under a path prefix, sorted by path."""
@@ -508,8 +558,10 @@ class SqlTrackingStore:
         if prefix:
             base = prefix.rstrip("/")
             query = query.where(
-                or_(ArtifactRow.path == base,
-                    func.substr(ArtifactRow.path, 1, len(base) + 1) == base + "/")
+                or_(
+                    ArtifactRow.path == base,
+                    func.substr(ArtifactRow.path, 1, len(base) + 1) == base + "/",
+                )
             )
         with self._read() as conn:
             self._require_run(conn, run_id)
@@ -535,9 +587,11 @@ class SqlTrackingStore:
         info = TokenInfo(name=name, role=role, token_hash=token_hash, created_time=_now_ms())
         try:
             with self._write() as conn:
-                conn.execute(insert(TokenRow).values(
-                    name=name, role=role, token_hash=token_hash, created_time=info.created_time
-                ))
+                conn.execute(
+                    insert(TokenRow).values(
+                        name=name, role=role, token_hash=token_hash, created_time=info.created_time
+                    )
+                )
         except IntegrityError as exc:
             raise Conflict(f"token {name!r} already exists", field="name") from exc
         return info
@@ -546,8 +600,9 @@ class SqlTrackingStore:
         """Return the token with this hash, or None."""
         with self._read() as conn:
             row = conn.execute(select(TokenRow).where(TokenRow.token_hash == token_hash)).first()
-        return None if row is None else TokenInfo(row.name, row.role, row.token_hash,
-                                                  row.created_time)
+        return (
+            None if row is None else TokenInfo(row.name, row.role, row.token_hash, row.created_time)
+        )
 
     def list_tokens(self) -> list[TokenInfo]:
         """Return every token."""
@@ -564,8 +619,9 @@ class SqlTrackingStore:
 
 def _is_newer_metric(current: Any, new: Any) -> ColumnElement[bool]:
     """A metric value replaces the latest one at a higher step, or a later time at the same."""
-    return or_(new.step > current.step,
-               and_(new.step == current.step, new.timestamp >= current.timestamp))
+    return or_(
+        new.step > current.step, and_(new.step == current.step, new.timestamp >= current.timestamp)
+    )
 
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -574,8 +630,12 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "ILIKE":
         return func.lower(column).like(func.lower(value))
     operations: dict[str, Any] = {
-        "<": column.__lt__, "<=": column.__le__, "=": column.__eq__,
-        "!=": column.__ne__, ">=": column.__ge__, ">": column.__gt__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        ">=": column.__ge__,
+        ">": column.__gt__,
     }
     return operations[op](value)  # type: ignore[no-any-return]
 
@@ -589,8 +649,11 @@ def _clause_condition(clause: Clause) -> ColumnElement[bool]:
         elif clause.key in NUMERIC_ATTRIBUTES:
             value = float(value)
         return _compare(column, clause.op, value)
-    table: Any = {FieldKind.METRIC: LatestMetricRow, FieldKind.PARAM: ParamRow,
-                  FieldKind.TAG: TagRow}[clause.kind]
+    table: Any = {
+        FieldKind.METRIC: LatestMetricRow,
+        FieldKind.PARAM: ParamRow,
+        FieldKind.TAG: TagRow,
+    }[clause.kind]
     matching = select(table.run_id).where(
         table.key == clause.key, _compare(table.value, clause.op, clause.value)
     )
@@ -600,7 +663,10 @@ def _clause_condition(clause: Clause) -> ColumnElement[bool]:
 def _order_column(order: OrderBy, index: int) -> Any:
     if order.kind is FieldKind.ATTRIBUTE:
         return getattr(RunRow, order.key)
-    table: Any = {FieldKind.METRIC: LatestMetricRow, FieldKind.PARAM: ParamRow,
-                  FieldKind.TAG: TagRow}[order.kind]
+    table: Any = {
+        FieldKind.METRIC: LatestMetricRow,
+        FieldKind.PARAM: ParamRow,
+        FieldKind.TAG: TagRow,
+    }[order.kind]
     joined = aliased(table, name=f"order_{index}")
     return joined, joined.value

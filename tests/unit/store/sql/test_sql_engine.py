@@ -17,8 +17,9 @@ from loopml.store.sql.models import Base
 
 def test_schema_revision_is_the_migration_head() -> None:
     config = Config()
-    config.set_main_option("script_location",
-                           str(Path(engine_module.__file__).parent / "migrations"))
+    config.set_main_option(
+        "script_location", str(Path(engine_module.__file__).parent / "migrations")
+    )
     assert ScriptDirectory.from_config(config).get_current_head() == engine_module.SCHEMA_REVISION
 
 
