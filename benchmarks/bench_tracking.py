@@ -7,12 +7,13 @@ MLflow into ``benchmarks/.venv-anchors``::
     .venv/bin/python benchmarks/bench_tracking.py            # print the table
     .venv/bin/python benchmarks/bench_tracking.py --write    # and append it to RESULTS.md
 
-Every measurement runs in a fresh subprocess (loopml's in the project venv, MLflow's in the
-anchor venv, so neither import skews the other) with a fresh temporary folder under
-``benchmarks/.work``. Only the logging calls are timed: imports, experiment and run creation,
-building the metric objects, ending the run and reading the metrics back for the check happen
-outside the timed region. Each scenario is repeated ``--repeat`` times; the table reports the
-minimum and the median.
+Each scenario runs, per tool, in a fresh subprocess (loopml's in the project venv, MLflow's in
+the anchor venv, so neither import skews the other) on a fresh temporary folder under
+``benchmarks/.work``; server scenarios also get a fresh server on that folder. Inside the
+subprocess the scenario is repeated ``--repeat`` times, each repeat in a new run; the table
+reports the minimum and the median. Only the logging calls are timed: imports, experiment and
+run creation, building the metric objects, ending the run and reading the metrics back for the
+check happen outside the timed region.
 
 This file is also the worker: the parent calls it again as ``bench_tracking.py --worker SPEC``
 with the interpreter of the tool under test, so the worker half uses the standard library only.
@@ -32,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +51,7 @@ DEFAULT_WORK_DIR = HERE / ".work"
 DEFAULT_RESULTS = HERE / "RESULTS.md"
 
 RESULT_MARKER = "BENCH_RESULT "
+PROGRESS_MARKER = "BENCH_PROGRESS "
 TOOLS: tuple[str, ...] = ("loopml", "mlflow")
 LABELS = {"loopml": "loopml", "mlflow": "MLflow"}
 EXPERIMENT = "bench"
@@ -71,54 +74,41 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _worker_loopml(mode: str, n: int, run_name: str) -> dict[str, Any]:
-    """Log ``n`` metrics with loopml's fluent API and time the logging calls only."""
+def _worker_loopml(mode: str, n: int, repeat: int, run_name: str) -> dict[str, Any]:
+    """Log ``n`` metrics ``repeat`` times (a new run each) with loopml; time the logging only."""
     t0 = time.perf_counter()
     import loopml as lm
 
     import_s = time.perf_counter() - t0
     lm.set_experiment(EXPERIMENT)
-    with lm.start_run(run_name=run_name) as run:
-        if mode == "one_by_one":
-            log_metric = lm.log_metric
-            start = time.perf_counter()
-            for i in range(n):
-                log_metric(ONE_BY_ONE_KEY, _value(i), step=i)
-            elapsed = time.perf_counter() - start
-            key = ONE_BY_ONE_KEY
-        else:
-            ts = _now_ms()
-            metrics = [lm.Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
-                       for i in range(n)]
-            start = time.perf_counter()
-            lm.log_batch(metrics=metrics)
-            elapsed = time.perf_counter() - start
-            key = BATCH_KEY
-        run_id = _loopml_run_id(run)
-    stored = _loopml_count(lm, run_id, key)
-    return {"elapsed_s": elapsed, "import_s": import_s, "stored": stored,
+    times: list[float] = []
+    stored: list[int] = []
+    for rep in range(repeat):
+        with lm.start_run(run_name=f"{run_name}-{rep}") as run:
+            if mode == "one_by_one":
+                log_metric = lm.log_metric
+                start = time.perf_counter()
+                for i in range(n):
+                    log_metric(ONE_BY_ONE_KEY, _value(i), step=i)
+                times.append(time.perf_counter() - start)
+                key = ONE_BY_ONE_KEY
+            else:
+                ts = _now_ms()
+                metrics = [lm.Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
+                           for i in range(n)]
+                start = time.perf_counter()
+                lm.log_batch(metrics=metrics)
+                times.append(time.perf_counter() - start)
+                key = BATCH_KEY
+            run_id = run.run_id
+        stored.append(len(lm.get_service().get_metric_history(run_id, key)))
+        _progress(rep, repeat, times[-1])
+    return {"times": times, "import_s": import_s, "stored": stored,
             "version": _dist_version("loopml", getattr(lm, "__version__", "?"))}
 
 
-def _loopml_run_id(run: Any) -> str | None:
-    """Return the id of a loopml run object, whatever shape the SDK gives it."""
-    info = getattr(run, "info", None)
-    for holder in (info, run):
-        run_id = getattr(holder, "run_id", None)
-        if run_id:
-            return str(run_id)
-    return None
-
-
-def _loopml_count(lm: Any, run_id: str | None, key: str) -> int | None:
-    """Count the stored values of ``key`` in the run (None if the run id is unknown)."""
-    if run_id is None:
-        return None
-    return len(lm.get_service().get_metric_history(run_id, key))
-
-
-def _worker_mlflow(mode: str, n: int, run_name: str) -> dict[str, Any]:
-    """Log ``n`` metrics with MLflow (fluent ``log_metric``, ``MlflowClient.log_batch``)."""
+def _worker_mlflow(mode: str, n: int, repeat: int, run_name: str) -> dict[str, Any]:
+    """Log ``n`` metrics ``repeat`` times with MLflow (fluent ``log_metric``, client batch)."""
     t0 = time.perf_counter()
     import mlflow
     from mlflow.entities import Metric
@@ -128,27 +118,37 @@ def _worker_mlflow(mode: str, n: int, run_name: str) -> dict[str, Any]:
     import_s = time.perf_counter() - t0
     mlflow.set_experiment(EXPERIMENT)
     client = MlflowClient()
-    with mlflow.start_run(run_name=run_name) as run:
-        run_id = run.info.run_id
-        if mode == "one_by_one":
-            log_metric = mlflow.log_metric
-            start = time.perf_counter()
-            for i in range(n):
-                log_metric(ONE_BY_ONE_KEY, _value(i), step=i)
-            elapsed = time.perf_counter() - start
-            key = ONE_BY_ONE_KEY
-        else:
-            ts = _now_ms()
-            metrics = [Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
-                       for i in range(n)]
-            start = time.perf_counter()
-            # The client splits this into calls of at most MAX_METRICS_PER_BATCH metrics.
-            client.log_batch(run_id, metrics=metrics)
-            elapsed = time.perf_counter() - start
-            key = BATCH_KEY
-    stored = len(client.get_metric_history(run_id, key))
-    return {"elapsed_s": elapsed, "import_s": import_s, "stored": stored,
+    times: list[float] = []
+    stored: list[int] = []
+    for rep in range(repeat):
+        with mlflow.start_run(run_name=f"{run_name}-{rep}") as run:
+            run_id = run.info.run_id
+            if mode == "one_by_one":
+                log_metric = mlflow.log_metric
+                start = time.perf_counter()
+                for i in range(n):
+                    log_metric(ONE_BY_ONE_KEY, _value(i), step=i)
+                times.append(time.perf_counter() - start)
+                key = ONE_BY_ONE_KEY
+            else:
+                ts = _now_ms()
+                metrics = [Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
+                           for i in range(n)]
+                start = time.perf_counter()
+                # The client splits this into calls of at most MAX_METRICS_PER_BATCH metrics.
+                client.log_batch(run_id, metrics=metrics)
+                times.append(time.perf_counter() - start)
+                key = BATCH_KEY
+        stored.append(len(client.get_metric_history(run_id, key)))
+        _progress(rep, repeat, times[-1])
+    return {"times": times, "import_s": import_s, "stored": stored,
             "version": mlflow.__version__, "max_metrics_per_batch": MAX_METRICS_PER_BATCH}
+
+
+def _progress(rep: int, repeat: int, seconds: float) -> None:
+    """Report one finished repeat on stderr (the parent relays it)."""
+    sys.stderr.write(f"{PROGRESS_MARKER}repeat {rep + 1}/{repeat}: {seconds:.6f}\n")
+    sys.stderr.flush()
 
 
 def _dist_version(dist: str, fallback: str) -> str:
@@ -164,7 +164,8 @@ def worker_main(spec_json: str) -> int:
     """Entry point of the worker subprocess: run one measurement and print its JSON result."""
     spec = json.loads(spec_json)
     funcs = {"loopml": _worker_loopml, "mlflow": _worker_mlflow}
-    result = funcs[spec["tool"]](spec["mode"], int(spec["n"]), spec["run_name"])
+    result = funcs[spec["tool"]](spec["mode"], int(spec["n"]), int(spec["repeat"]),
+                                 spec["run_name"])
     import sqlite3
 
     result["python"] = platform.python_version()
@@ -262,27 +263,45 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run_worker(tool: ToolSetup, scenario: Scenario, n: int, env: dict[str, str], cwd: Path,
-               run_name: str) -> dict[str, Any]:
-    """Run one measurement in a fresh subprocess and return its parsed result."""
-    spec = json.dumps({"tool": tool.name, "mode": scenario.mode, "n": n, "run_name": run_name})
+def run_worker(tool: ToolSetup, scenario: Scenario, n: int, repeat: int, env: dict[str, str],
+               cwd: Path) -> dict[str, Any]:
+    """Run all repeats of one scenario in a fresh subprocess and return its parsed result.
+
+    The worker's progress lines are relayed as they arrive; everything else it prints is kept
+    for the error message.
+    """
+    spec = json.dumps({"tool": tool.name, "mode": scenario.mode, "n": n, "repeat": repeat,
+                       "run_name": scenario.key})
     cmd = [str(tool.python), str(Path(__file__).resolve()), "--worker", spec]
-    try:
-        proc = subprocess.run(cmd, env={**env, **tool.extra_env}, cwd=cwd,
-                              capture_output=True, text=True, timeout=WORKER_TIMEOUT_S,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"worker timed out after {WORKER_TIMEOUT_S:.0f} s") from exc
-    for line in reversed(proc.stdout.splitlines()):
+    other: list[str] = []
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, env={**env, **tool.extra_env}, cwd=cwd, stdout=out,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        watchdog = threading.Timer(WORKER_TIMEOUT_S, proc.kill)
+        watchdog.start()
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if line.startswith(PROGRESS_MARKER):
+                    label, _, secs = line[len(PROGRESS_MARKER):].rpartition(": ")
+                    say(f"    {LABELS[tool.name]:<7} {label}: {fmt_s(float(secs))}")
+                else:
+                    other.append(line.rstrip("\n"))
+            proc.wait()
+        finally:
+            watchdog.cancel()
+        out.seek(0)
+        stdout = out.read()
+    for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
             result: dict[str, Any] = json.loads(line[len(RESULT_MARKER):])
             break
     else:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        tail = "\n".join((stdout.strip().splitlines() + other)[-15:])
         raise BenchError(f"worker exited with {proc.returncode} and no result:\n{tail}")
-    stored = result.get("stored")
-    if stored is not None and stored != n:
-        raise BenchError(f"{tool.name} stored {stored} of {n} metrics")
+    short = [k for k in result["stored"] if k != n]
+    if short:
+        raise BenchError(f"{tool.name} stored {short[0]} of {n} metrics in a run")
     return result
 
 
@@ -324,10 +343,8 @@ def server_command(tool: ToolSetup, port: int, home: Path, workers: int) -> list
     if tool.name == "loopml":
         base = [str(tool.script)] if tool.script.exists() else [
             str(tool.python), "-m", "loopml.cli.main"]
-        cmd = [*base, "server", "--host", "127.0.0.1", "--port", str(port)]
-        if workers > 1:
-            cmd += ["--workers", str(workers)]
-        return cmd
+        return [*base, "server", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers)]
     return [
         str(tool.script), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
@@ -385,61 +402,31 @@ def fresh_dir(work_dir: Path, label: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{label}-", dir=work_dir))
 
 
-def measure_local(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
-                  work_dir: Path, keep: bool) -> dict[str, Measurement]:
-    """Embedded SQLite store: a fresh folder and a fresh process per tool and repeat.
+def measure(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
+            work_dir: Path, keep: bool, workers: int) -> dict[str, Measurement]:
+    """Measure one scenario for every tool: one fresh folder and one fresh worker per tool.
 
-    The tools alternate within each repeat so slow drifts of the machine hit both alike.
+    Local scenarios point the worker at an embedded SQLite store in the folder; server
+    scenarios start the tool's server on the folder first and point the worker at its URL.
     """
-    results = {t.name: Measurement(t.name, scenario, n) for t in tools}
-    for rep in range(repeat):
-        for tool in tools:
-            m = results[tool.name]
-            if m.error:
-                continue
-            home = fresh_dir(work_dir, f"{scenario.key}-{tool.name}")
-            env = clean_env({
-                "LOOPML_HOME": str(home),
-                "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-            })
-            try:
-                res = run_worker(tool, scenario, n, env, home, f"{scenario.key}-{rep}")
-                m.times.append(res["elapsed_s"])
-                m.extra = res
-                say(f"    {LABELS[tool.name]:<7} repeat {rep + 1}/{repeat}: "
-                    f"{fmt_s(res['elapsed_s'])}")
-            except BenchError as exc:
-                m.error = str(exc)
-                say(f"    {LABELS[tool.name]} FAILED: {exc}")
-            finally:
-                if not keep:
-                    shutil.rmtree(home, ignore_errors=True)
-    return results
-
-
-def measure_remote(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
-                   work_dir: Path, keep: bool, workers: int) -> dict[str, Measurement]:
-    """Tracking server: one fresh server (and folder) per tool, a fresh client per repeat."""
     results = {t.name: Measurement(t.name, scenario, n) for t in tools}
     for tool in tools:
         m = results[tool.name]
         home = fresh_dir(work_dir, f"{scenario.key}-{tool.name}")
-        client_home = home / "client"
-        client_home.mkdir()
         try:
-            with running_server(tool, home, workers) as base:
-                env = clean_env({
-                    "LOOPML_HOME": str(client_home),
-                    "LOOPML_TRACKING_URI": base,
-                    "MLFLOW_TRACKING_URI": base,
-                })
-                for rep in range(repeat):
-                    res = run_worker(tool, scenario, n, env, client_home,
-                                     f"{scenario.key}-{rep}")
-                    m.times.append(res["elapsed_s"])
-                    m.extra = res
-                    say(f"    {LABELS[tool.name]:<7} repeat {rep + 1}/{repeat}: "
-                        f"{fmt_s(res['elapsed_s'])}")
+            if scenario.remote:
+                client_home = home / "client"
+                client_home.mkdir()
+                with running_server(tool, home, workers) as base:
+                    env = clean_env({"LOOPML_HOME": str(client_home),
+                                     "LOOPML_TRACKING_URI": base, "MLFLOW_TRACKING_URI": base})
+                    res = run_worker(tool, scenario, n, repeat, env, client_home)
+            else:
+                env = clean_env({"LOOPML_HOME": str(home),
+                                 "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"})
+                res = run_worker(tool, scenario, n, repeat, env, home)
+            m.times = [float(t) for t in res["times"]]
+            m.extra = res
         except BenchError as exc:
             m.error = str(exc)
             say(f"    {LABELS[tool.name]} FAILED: {exc}")
@@ -605,8 +592,9 @@ def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
           workers: int) -> list[str]:
     """Explain what the numbers mean (printed and written to RESULTS.md)."""
     out = [
-        f"Times are wall-clock seconds of the logging calls only, {args.repeat} repeat(s), each "
-        "in a fresh process with a fresh folder; ratio = MLflow median / loopml median.",
+        f"Times are wall-clock seconds of the logging calls only. Each scenario runs per tool "
+        f"in one fresh process on a fresh folder, {args.repeat} repeat(s) as new runs in that "
+        "process; ratio = MLflow median / loopml median.",
         f"One by one: both tools log the same N = {args.one_by_one_n:,} metrics with the "
         f"fluent `log_metric(key, value, step=i)`; the per-call table extrapolates "
         f"linearly to {args.batch_n:,} calls.",
@@ -753,11 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sc in chosen_scenarios(args):
         n = args.one_by_one_n if sc.mode == "one_by_one" else args.batch_n
         say(f"[{sc.key}] {sc.title}: {n:,} metrics x {args.repeat} repeats")
-        if sc.remote:
-            results.append(measure_remote(tools, sc, n, args.repeat, work_dir, args.keep,
-                                          args.server_workers))
-        else:
-            results.append(measure_local(tools, sc, n, args.repeat, work_dir, args.keep))
+        results.append(measure(tools, sc, n, args.repeat, work_dir, args.keep,
+                               args.server_workers))
     if not args.keep:
         shutil.rmtree(work_dir, ignore_errors=True)
 

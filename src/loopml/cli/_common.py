@@ -47,8 +47,14 @@ def resolve_run(tracking: TrackingService, run_id: str) -> Run:
     try:
         return tracking.get_run(text)
     except NotFound:
-        if not (MIN_PREFIX_LENGTH <= len(text) < FULL_RUN_ID_LENGTH and text.isalnum()):
+        if not (len(text) < FULL_RUN_ID_LENGTH and text.isalnum()):
             raise
+        if len(text) < MIN_PREFIX_LENGTH:
+            raise NotFound(
+                f"run {run_id!r} does not exist (a run id prefix needs at least "
+                f"{MIN_PREFIX_LENGTH} characters)",
+                field="run_id",
+            ) from None
     experiment_ids = [e.experiment_id for e in tracking.list_experiments(include_deleted=True)]
     page = tracking.search_runs(
         experiment_ids,

@@ -169,7 +169,7 @@ def render_table(
             header_style=column.header_style,
             max_width=column.max_width,
             overflow="ellipsis" if column.max_width else "fold",
-            no_wrap=column.no_wrap or column.max_width is not None,
+            no_wrap=column.no_wrap,
         )
     for record in records:
         table.add_row(*(column.cell(record) for column in columns))
@@ -264,6 +264,28 @@ def format_time(time_ms: int | None, *, seconds: bool = False) -> str:
         return "-"
     moment = datetime.fromtimestamp(time_ms / 1000).astimezone()
     return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def format_age(time_ms: int | None, now_ms: int | None = None) -> str:
+    """Format how long ago an epoch-ms instant was: ``12s ago``, ``5m ago``, ``3h ago``, ``4d ago``.
+
+    Instants older than 30 days (or in the future) are shown as a date instead.
+
+    Examples
+    --------
+    >>> format_age(0, 90_000)
+    '1m ago'
+    """
+    if time_ms is None:
+        return "-"
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    seconds = (now - time_ms) // 1000
+    if seconds < 0 or seconds >= 30 * 86400:
+        return datetime.fromtimestamp(time_ms / 1000).astimezone().strftime("%Y-%m-%d")
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 def format_duration(start_ms: int | None, end_ms: int | None) -> str:

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from loopml.cli._common import JsonOption, resolve_run, service
-from loopml.cli._output import Column, emit, format_size, print_note, print_success
+from loopml.cli._output import (
+    Column,
+    emit,
+    format_size,
+    print_note,
+    print_success,
+    short_id,
+)
 from loopml.errors import NotFound
 
 app = typer.Typer(
@@ -50,8 +57,8 @@ def list_artifacts(
         Column("size", "Size", justify="right", fmt=lambda v: format_size(v)),
         Column("sha256", "SHA-256", style="dim", fmt=lambda v: str(v)[:12]),
     ), as_json=False,
-        title=f"{len(records)} file{'s' if len(records) != 1 else ''} ({format_size(total)}) "
-              f"of run {run.run_id}")
+        title=f"Artifacts of run {short_id(run.run_id)} ({len(records)} "
+              f"file{'s' if len(records) != 1 else ''}, {format_size(total)})")
 
 
 @app.command("get")
@@ -72,5 +79,5 @@ def get_artifacts(
     total = sum(entry.size for entry in entries)
     print_success(
         f"Downloaded {len(entries)} file{'s' if len(entries) != 1 else ''} "
-        f"({format_size(total)}) to {target}"
+        f"({format_size(total)}) to {target.resolve()}"
     )

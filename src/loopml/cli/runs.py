@@ -12,6 +12,7 @@ from rich.text import Text
 from loopml.cli._common import JsonOption, experiments_by_id, resolve_run, service
 from loopml.cli._output import (
     Column,
+    format_age,
     format_duration,
     format_time,
     format_value,
@@ -41,6 +42,8 @@ RunIdArgument = Annotated[
 
 #: Params shown when ``--columns`` is not given; params that vary between runs come first.
 MAX_AUTO_PARAMS = 5
+#: Narrowest the run name column gets before metric columns are hidden instead.
+MIN_NAME_WIDTH = 12
 #: Padding on both sides of a cell plus the space rich keeps between two columns.
 _COLUMN_OVERHEAD = 3
 
@@ -168,7 +171,7 @@ def _row(run: Run, experiments: dict[str, str]) -> dict[str, Any]:
         "name": run.run_name,
         "status": status_text(run.status.value,
                               deleted=run.lifecycle_stage is LifecycleStage.DELETED),
-        "start": format_time(run.start_time),
+        "start": format_age(run.start_time),
         "duration": format_duration(run.start_time, run.end_time),
         "experiment": experiments.get(run.experiment_id, run.experiment_id),
         "attributes.run_id": run.run_id,
@@ -197,19 +200,24 @@ def _data_column(kind: str, key: str, clashes: set[str]) -> Column:
 
 def _fit(base: list[Column], candidates: list[Column], rows: list[dict[str, Any]],
          width: int) -> tuple[list[Column], list[Column]]:
-    """Keep the candidate columns that fit in ``width`` next to the base ones, in order."""
-    used = 1 + sum(_column_width(c.header, rows, c.key, c.max_width) + _COLUMN_OVERHEAD
-                   for c in base)
-    shown: list[Column] = []
-    hidden: list[Column] = []
-    for column in candidates:
-        need = _column_width(column.header, rows, column.key, column.max_width) + _COLUMN_OVERHEAD
-        if used + need <= width:
-            shown.append(column)
-            used += need
-        else:
-            hidden.append(column)
-    return shown, hidden
+    """Split the candidate columns into those that fit in ``width`` and the rest.
+
+    Wrappable base columns (the run name) are counted at their narrowest, since rich
+    shortens them with an ellipsis when the table needs the room.
+    """
+    used = -1 + sum(  # the last column has no separator after it
+        (MIN_NAME_WIDTH if not c.no_wrap else _column_width(c.header, rows, c.key, c.max_width))
+        + _COLUMN_OVERHEAD
+        for c in base
+    )
+    # Stop at the first column that does not fit rather than skipping it: a table showing
+    # metrics a, b and d but not c reads as if c were missing from the runs.
+    for index, column in enumerate(candidates):
+        used += _column_width(column.header, rows, column.key, column.max_width)
+        used += _COLUMN_OVERHEAD
+        if used > width:
+            return list(candidates[:index]), list(candidates[index:])
+    return list(candidates), []
 
 
 @app.command("list")
@@ -251,24 +259,23 @@ def list_runs(
     if not runs:
         print_note(f"No runs match in {scope}." if filter_string else f"No runs in {scope} yet.")
         return
-    names = {k: e.name for k, e in experiments_by_id(tracking).items()}
+    several = len({run.experiment_id for run in runs}) > 1
+    names = {k: e.name for k, e in experiments_by_id(tracking).items()} if several else {}
     rows = [_row(run, names) for run in runs]
     base = [
         Column("id", "Run ID", style="cyan", no_wrap=True, fmt=str),
-        Column("name", "Name", max_width=24),
+        Column("name", "Name", max_width=24),  # wraps, so it gives way to data columns
         Column("status", "Status", no_wrap=True),
         Column("start", "Start", no_wrap=True),
         Column("duration", "Duration", justify="right", no_wrap=True),
     ]
-    if len({run.experiment_id for run in runs}) > 1:
-        base.insert(2, Column("experiment", "Experiment", max_width=16))
+    if several:
+        base.insert(2, Column("experiment", "Experiment", max_width=16, no_wrap=True))
     pairs = chosen if chosen is not None else _auto_columns(runs)
     metric_keys = {key for kind, key in pairs if kind == "metrics"}
     data = [_data_column(kind, key, metric_keys) for kind, key in pairs]
     console = stdout_console()
-    hidden: list[Column] = []
-    if chosen is None:
-        data, hidden = _fit(base, data, rows, console.width)
+    data, hidden = _fit(base, data, rows, console.width)
     caption = None
     if more:
         caption = f"First {len(runs)} runs shown; raise --max to see more."
@@ -276,7 +283,8 @@ def list_runs(
                  title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {scope}",
                  caption=caption, console=console)
     if hidden:
-        names_hidden = ", ".join(c.key for c in hidden[:6]) + (", ..." if len(hidden) > 6 else "")
+        keys = [c.key.removeprefix("attributes.") for c in hidden]
+        names_hidden = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
         print_note(f"{len(hidden)} more column{'s' if len(hidden) != 1 else ''} did not fit "
                    f"({names_hidden}): widen the terminal, pick them with --columns, "
                    "or use --json.")

@@ -32,9 +32,6 @@ token_app = typer.Typer(
 )
 app.add_typer(token_app)
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
 class Role(str, enum.Enum):
     """What a token may do: read, also write, or also administer (tokens, deletions)."""
 
@@ -69,11 +66,7 @@ def server(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if host not in _LOOPBACK and not auth:
-        print_warning(
-            f"listening on {host} without --auth: anyone who can reach port {port} can read "
-            "and change every run"
-        )
+    # serve() itself warns when a non-loopback address is served without auth.
     if auth:
         _warn_if_no_tokens()
     from loopml.server.run import serve

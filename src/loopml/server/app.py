@@ -19,7 +19,8 @@ from loopml.config import Settings, load_settings
 from loopml.errors import InvalidInput
 from loopml.server.auth import authorize, public
 from loopml.server.errors import CatchAllMiddleware, install_error_handlers
-from loopml.server.routers import artifacts, auth as tokens, experiments, runs
+from loopml.server.routers import artifacts, experiments, runs
+from loopml.server.routers import auth as tokens
 from loopml.server.schemas import ErrorOut, HealthOut
 from loopml.server.security import BodyLimitMiddleware, BrowserGuardMiddleware, HostPolicy
 from loopml.store.registry import open_tracking_stores
@@ -91,8 +92,12 @@ def create_app(
             field="tracking_uri",
         )
     stores = open_tracking_stores(settings)
-    tracking = TrackingService(stores.experiments, stores.runs, stores.artifacts,
-                               heartbeat_timeout=settings.run_heartbeat_timeout)
+    tracking = TrackingService(
+        stores.experiments,
+        stores.runs,
+        stores.artifacts,
+        heartbeat_timeout=settings.run_heartbeat_timeout,
+    )
     auth_service = AuthService(stores.auth) if stores.auth is not None else None
     if auth and auth_service is None:
         raise InvalidInput("auth needs a metadata store that keeps tokens", field="auth")
@@ -108,17 +113,19 @@ def create_app(
         middleware=[
             Middleware(CatchAllMiddleware),
             Middleware(BrowserGuardMiddleware, policy=HostPolicy(allowed_hosts)),
-            Middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes,
-                       max_upload_bytes=max_upload_bytes,
-                       upload_pattern=artifacts.UPLOAD_PATTERN),
+            Middleware(
+                BodyLimitMiddleware,
+                max_body_bytes=max_body_bytes,
+                max_upload_bytes=max_upload_bytes,
+                upload_pattern=artifacts.UPLOAD_PATTERN,
+            ),
         ],
     )
     app.state.tracking = tracking
     app.state.auth = auth_service
     app.state.auth_enabled = auth
     install_error_handlers(app)
-    app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut,
-                      tags=["health"])
+    app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["health"])
     for router in (experiments.router, runs.router, artifacts.router, tokens.router):
         app.include_router(router)
     return app

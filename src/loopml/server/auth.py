@@ -61,9 +61,7 @@ def authorize(request: Request) -> TokenInfo | None:
     return token
 
 
-def require_admin(
-    request: Request, token: Annotated[TokenInfo | None, Depends(authorize)]
-) -> None:
+def require_admin(request: Request, token: Annotated[TokenInfo | None, Depends(authorize)]) -> None:
     """Refuse any token below ``admin`` (the tokens router depends on this)."""
     if token is not None:
         AuthService.require(token, "admin")

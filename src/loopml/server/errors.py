@@ -22,10 +22,18 @@ from loopml.errors import LoopmlError
 
 logger = logging.getLogger("loopml.server")
 
-_CODES = {400: "invalid_input", 401: "unauthenticated", 403: "permission_denied",
-          404: "not_found", 405: "method_not_allowed", 409: "conflict",
-          413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
-          503: "store_unavailable"}
+_CODES = {
+    400: "invalid_input",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    503: "store_unavailable",
+}
 _MAX_LISTED_ERRORS = 5
 
 
@@ -37,7 +45,10 @@ class PayloadTooLarge(LoopmlError):
 
 
 def error_response(
-    status_code: int, code: str, message: str, field: str | None = None,
+    status_code: int,
+    code: str,
+    message: str,
+    field: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """Build the JSON error response every failure path uses.
@@ -89,8 +100,22 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", "JSON decode error")
         return error_response(
-            400, "invalid_input",
+            400,
+            "invalid_input",
             f"the request body is not valid JSON: {detail} at position {first['loc'][-1]}",
+            field="body",
+        )
+    content_type = request.headers.get("content-type", "")
+    if (
+        tuple(first.get("loc", ())) == ("body",)
+        and first.get("type") != "missing"
+        and "json" not in content_type.lower()
+    ):
+        return error_response(
+            422,
+            "invalid_input",
+            f"the request body must be a JSON object sent with Content-Type: application/json "
+            f"(got {content_type or 'no Content-Type'!r:.60})",
             field="body",
         )
     messages = []

@@ -104,8 +104,9 @@ def serve(
 
     hosts = hosts_for_bind(host, allowed_hosts)
     if not is_loopback(host) and not auth:
-        logger.warning("serving on %s without --auth: anyone who can reach it can change "
-                       "tracking data", host)
+        logger.warning(
+            "serving on %s without --auth: anyone who can reach it can change tracking data", host
+        )
     # Built here even with several workers: errors surface before binding, and the
     # schema migrations run once instead of racing in every worker.
     app = create_app(auth=auth, allowed_hosts=hosts)
@@ -113,5 +114,11 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     os.environ[_OPTIONS_ENV] = json.dumps({"auth": auth, "allowed_hosts": hosts})
-    uvicorn.run("loopml.server.run:_app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level)
+    uvicorn.run(
+        "loopml.server.run:_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

@@ -14,10 +14,13 @@ from pydantic_core import PydanticCustomError
 
 from loopml.entities.tracking import RunStatus
 
-#: Tag and param values; numbers and booleans are stored as their string form.
-TextValue = str | int | float | bool
 #: JSON has no NaN or infinities: they travel as the strings "nan", "inf" and "-inf".
 FloatOut = float | str
+
+
+def _as_text(value: Any) -> Any:
+    # One coercing type rather than a union, whose errors would name each member type.
+    return str(value) if isinstance(value, bool | int | float) else value
 
 
 def _not_bool(value: Any) -> Any:
@@ -26,6 +29,8 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+#: Tag and param values; numbers and booleans are stored as their string form.
+TextValue = Annotated[str, BeforeValidator(_as_text)]
 #: A metric value: a JSON number, or "nan" / "inf" / "-inf" (booleans are refused).
 MetricValue = Annotated[float, BeforeValidator(_not_bool)]
 
@@ -39,7 +44,7 @@ class ErrorOut(BaseModel):
 
     error: str = Field(description="Machine-readable code: invalid_input, not_found, ...")
     message: str = Field(description="What went wrong, for a human.")
-    field: str | None = Field(None, description="The input field at fault, if any.")
+    field: Annotated[str | None, Field(description="The input field at fault, if any.")] = None
 
 
 class HealthOut(BaseModel):
@@ -96,7 +101,7 @@ class RunCreate(_Request):
     tags: dict[str, TextValue] | None = None
     parent_run_id: str | None = None
     user: str | None = None
-    start_time: int | None = Field(None, description="Epoch milliseconds; default now.")
+    start_time: Annotated[int | None, Field(description="Epoch milliseconds; default now.")] = None
     host: str | None = None
     pid: int | None = None
 
@@ -125,7 +130,7 @@ class RunEnd(_Request):
     """End a run."""
 
     status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED"
-    end_time: int | None = Field(None, description="Epoch milliseconds; default now.")
+    end_time: Annotated[int | None, Field(description="Epoch milliseconds; default now.")] = None
 
 
 class RunStatusIn(_Request):
@@ -133,9 +138,9 @@ class RunStatusIn(_Request):
 
     status: RunStatus
     end_time: int | None = None
-    only_if_running: bool = Field(
-        False, description="Change nothing unless the run is RUNNING (used by run gc)."
-    )
+    only_if_running: Annotated[
+        bool, Field(description="Change nothing unless the run is RUNNING (used by run gc).")
+    ] = False
 
 
 class RunStatusOut(BaseModel):
@@ -161,7 +166,7 @@ class MetricIn(_Request):
 
     key: str
     value: MetricValue
-    timestamp: int | None = Field(None, description="Epoch milliseconds; default now.")
+    timestamp: Annotated[int | None, Field(description="Epoch milliseconds; default now.")] = None
     step: int | None = None
 
 
@@ -206,9 +211,10 @@ class RunSearchOut(BaseModel):
 class GcIn(_Request):
     """Mark RUNNING runs whose process is gone as KILLED."""
 
-    timeout: float | None = Field(
-        None, ge=0, description="Seconds without heartbeat; default the server setting."
-    )
+    timeout: Annotated[
+        float | None,
+        Field(ge=0, description="Seconds without heartbeat; default the server setting."),
+    ] = None
 
 
 class GcOut(BaseModel):
@@ -236,7 +242,7 @@ class ArtifactIndexIn(_Request):
     """Point a run path at an already stored blob."""
 
     sha256: str
-    size: int = Field(ge=0)
+    size: Annotated[int, Field(ge=0)]
 
 
 # -- tokens --------------------------------------------------------------------------------

@@ -90,18 +90,25 @@ class BrowserGuardMiddleware:
         host_header = headers.get("host", "")
         if not self.policy.allows(split_host(host_header)):
             response = error_response(
-                400, "invalid_input",
+                400,
+                "invalid_input",
                 f"host {host_header!r:.100} is not allowed; start the server with "
-                "--allowed-hosts to accept it", field="host",
+                "--allowed-hosts to accept it",
+                field="host",
             )
             await response(scope, receive, send)
             return
         origin = headers.get("origin")
-        if (origin is not None and scope["method"] not in SAFE_METHODS
-                and not self.policy.allows_origin(origin, host_header)):
+        if (
+            origin is not None
+            and scope["method"] not in SAFE_METHODS
+            and not self.policy.allows_origin(origin, host_header)
+        ):
             response = error_response(
-                403, "permission_denied",
-                f"cross-origin request from {origin!r:.100} refused", field="origin",
+                403,
+                "permission_denied",
+                f"cross-origin request from {origin!r:.100} refused",
+                field="origin",
             )
             await response(scope, receive, send)
             return
@@ -137,16 +144,22 @@ class BodyLimitMiddleware:
         Matched against ``"<METHOD> <path>"``.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int,
-                 upload_pattern: re.Pattern[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        upload_pattern: re.Pattern[str],
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.upload_pattern = upload_pattern
 
     def _too_large(self, limit: int) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes",
-                               field="body")
+        return PayloadTooLarge(
+            f"the request body is larger than the limit of {limit} bytes", field="body"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Enforce the limit that applies to this request, then run the wrapped app."""
@@ -191,6 +204,11 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         error = self._too_large(limit)
-        response = error_response(error.status_code, error.code, error.message,
-                                  field=error.field, headers={"Connection": "close"})
+        response = error_response(
+            error.status_code,
+            error.code,
+            error.message,
+            field=error.field,
+            headers={"Connection": "close"},
+        )
         await response(scope, receive, send)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from loopml.entities.data import Dataset, DatasetVersion, LineageEdge, ValidationRecord
 from loopml.entities.search import Clause, OrderBy
 from loopml.entities.tracking import (
     ArtifactEntry,
@@ -229,4 +230,98 @@ class AuthStore(Protocol):
 
     def delete_token(self, name: str) -> None:
         """Revoke a token or raise :class:`NotFound`."""
+        ...
+
+
+@runtime_checkable
+class DatasetStore(Protocol):
+    """Persists datasets, their versions, tags, lineage edges and validation results."""
+
+    def add_dataset_version(
+        self,
+        version: DatasetVersion,
+        profile_json: str | None,
+        description: str = "",
+    ) -> tuple[DatasetVersion, bool]:
+        """Record a version (its ``version`` number is assigned here).
+
+        Returns the stored version and whether it is new: content already registered under
+        the name (same digest) returns the existing version and False.
+        """
+        ...
+
+    def get_dataset(self, name: str) -> Dataset:
+        """Return a dataset or raise :class:`NotFound`."""
+        ...
+
+    def list_datasets(self) -> list[Dataset]:
+        """Return every dataset, by name."""
+        ...
+
+    def list_dataset_versions(self, name: str) -> list[DatasetVersion]:
+        """Return a dataset's versions, oldest first."""
+        ...
+
+    def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
+        """Return version N, or the latest when ``version`` is None."""
+        ...
+
+    def find_dataset_versions_by_digest(
+        self, name: str, digest_prefix: str
+    ) -> list[DatasetVersion]:
+        """Return the dataset's versions whose digest starts with the prefix."""
+        ...
+
+    def get_dataset_profile(self, name: str, version: int) -> str | None:
+        """Return the stored profile JSON of a version."""
+        ...
+
+    def set_dataset_profile(self, name: str, version: int, profile_json: str) -> None:
+        """Store (or replace) a version's profile JSON."""
+        ...
+
+    def set_dataset_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Tag a dataset version."""
+        ...
+
+    def set_dataset_schema(self, name: str, schema_yaml: str | None) -> None:
+        """Attach a schema (YAML text) to a dataset name, or detach it with None."""
+        ...
+
+    def get_dataset_schema(self, name: str) -> str | None:
+        """Return the attached schema YAML, or None."""
+        ...
+
+    def delete_dataset_version(self, name: str, version: int) -> DatasetVersion:
+        """Delete one version (and the dataset when it was the last); return what was deleted."""
+        ...
+
+    def blob_in_use(self, sha256: str) -> bool:
+        """Whether any dataset version or run artifact still points at a blob."""
+        ...
+
+    def add_lineage(
+        self, source_kind: str, source_id: str, target_kind: str, target_id: str, role: str
+    ) -> None:
+        """Record an edge (idempotent)."""
+        ...
+
+    def list_lineage(
+        self,
+        source: tuple[str, str] | None = None,
+        target: tuple[str, str] | None = None,
+    ) -> list[LineageEdge]:
+        """Return edges from a ``(kind, id)`` source and/or to a target."""
+        ...
+
+    def add_validation_result(
+        self, name: str, version: int, passed: bool, result_json: str, reference: str | None
+    ) -> ValidationRecord:
+        """Store a validation result of a version."""
+        ...
+
+    def list_validation_results(
+        self, name: str, version: int | None = None
+    ) -> list[ValidationRecord]:
+        """Return validation results of a dataset (or one version), newest first."""
         ...

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loopml.config import Settings
-from loopml.store.base import AuthStore, ExperimentStore, RunArtifactStore, RunStore
+from loopml.errors import InvalidInput
+from loopml.store.base import (
+    AuthStore,
+    BlobStore,
+    DatasetStore,
+    ExperimentStore,
+    RunArtifactStore,
+    RunStore,
+)
 
 
 @dataclass(frozen=True)
@@ -37,4 +45,38 @@ def open_tracking_stores(settings: Settings) -> TrackingStores:
     blobs = open_blob_store(settings.resolved_artifact_uri)
     return TrackingStores(
         experiments=sql, runs=sql, artifacts=IndexedArtifactStore(blobs, sql), auth=sql
+    )
+
+
+@dataclass(frozen=True)
+class DataStores:
+    """The backends the dataset service needs."""
+
+    datasets: DatasetStore
+    blobs: BlobStore
+
+
+def open_data_stores(settings: Settings) -> DataStores:
+    """Open the dataset metadata store and the blob store the settings name.
+
+    Raises
+    ------
+    InvalidInput
+        With a tracking server configured: datasets are read and written directly against
+        the metadata and artifact stores, so the client needs ``LOOPML_STORE_URI`` and
+        ``LOOPML_ARTIFACT_URI`` rather than ``LOOPML_TRACKING_URI``.
+    """
+    if settings.tracking_uri:
+        raise InvalidInput(
+            "datasets are not served over the tracking server's REST API yet: set "
+            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI to the server's stores instead of "
+            "LOOPML_TRACKING_URI",
+            field="tracking_uri",
+        )
+    from loopml.store.artifacts import open_blob_store
+    from loopml.store.sql.datasets import SqlDatasetStore
+
+    return DataStores(
+        datasets=SqlDatasetStore(settings.resolved_store_uri),
+        blobs=open_blob_store(settings.resolved_artifact_uri),
     )

@@ -18,7 +18,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive
+from starlette.types import Message, Receive
 
 from loopml.entities.tracking import ArtifactEntry
 from loopml.errors import InvalidInput
@@ -48,9 +48,12 @@ class _ReceiveReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    async def _next_message(self) -> Message:
+        return await self._receive()
+
     def readinto(self, buffer: Any) -> int:
         while not self._pending and not self._done:
-            message = anyio.from_thread.run(self._receive)
+            message = anyio.from_thread.run(self._next_message)
             if message["type"] == "http.disconnect":
                 raise InvalidInput("the client disconnected during the upload", field="body")
             self._pending = memoryview(message.get("body", b""))
@@ -72,11 +75,14 @@ def content_disposition(file_name: str) -> str:
     status_code=status.HTTP_201_CREATED,
     response_model=ArtifactOut,
     responses={413: {"model": ErrorOut, "description": "The file is over the upload limit."}},
-    openapi_extra={"requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                             "format": "binary"}}},
-    }},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
 )
 async def upload_artifact(
     run_id: str, path: str, request: Request, tracking: Tracking
@@ -96,8 +102,9 @@ def list_artifacts(run_id: str, tracking: Tracking, path: str = "") -> dict[str,
 @router.get(
     "/{run_id}/artifacts/{path:path}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}},
-                     "description": "The file's bytes."}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes."}
+    },
 )
 def download_artifact(run_id: str, path: str, tracking: Tracking) -> StreamingResponse:
     """Stream one file of the run."""
@@ -121,10 +128,9 @@ def get_artifact_entry(run_id: str, path: str, tracking: Tracking) -> dict[str, 
 
 
 @router.put("/{run_id}/artifact-index/{path:path}", status_code=status.HTTP_204_NO_CONTENT)
-def put_artifact_entry(
-    run_id: str, path: str, body: ArtifactIndexIn, tracking: Tracking
-) -> None:
+def put_artifact_entry(run_id: str, path: str, body: ArtifactIndexIn, tracking: Tracking) -> None:
     """Point ``path`` of the run at a blob by its sha256 (no bytes are sent)."""
-    entry = ArtifactEntry(path=normalize_artifact_path(path),
-                          sha256=validate_sha256(body.sha256), size=body.size)
+    entry = ArtifactEntry(
+        path=normalize_artifact_path(path), sha256=validate_sha256(body.sha256), size=body.size
+    )
     tracking.runs.add_artifact(checked_run_id(run_id), entry)

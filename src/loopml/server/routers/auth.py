@@ -11,8 +11,7 @@ from loopml.server.deps import Auth
 from loopml.server.schemas import TokenCreate, TokenCreated, TokenList
 from loopml.store.base import TokenInfo
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"],
-                   dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], dependencies=[Depends(require_admin)])
 
 
 def _public(token: TokenInfo) -> dict[str, Any]:

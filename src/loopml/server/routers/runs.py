@@ -48,8 +48,9 @@ def decode_page_token(token: str) -> int:
         data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
         offset = data["offset"]
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
-        raise InvalidInput("page_token is not a token this server issued",
-                           field="page_token") from None
+        raise InvalidInput(
+            "page_token is not a token this server issued", field="page_token"
+        ) from None
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise InvalidInput("page_token is not a token this server issued", field="page_token")
     return offset
@@ -59,9 +60,14 @@ def decode_page_token(token: str) -> int:
 def create_run(body: RunCreate, tracking: Tracking) -> dict[str, Any]:
     """Start a RUNNING run in an active experiment."""
     run = tracking.create_run(
-        experiment_id=body.experiment_id, run_name=body.run_name, tags=body.tags,
-        parent_run_id=body.parent_run_id, user=body.user, start_time=body.start_time,
-        host=body.host, pid=body.pid,
+        experiment_id=body.experiment_id,
+        run_name=body.run_name,
+        tags=body.tags,
+        parent_run_id=body.parent_run_id,
+        user=body.user,
+        start_time=body.start_time,
+        host=body.host,
+        pid=body.pid,
     )
     return run.to_dict()
 
@@ -86,8 +92,9 @@ def search_runs(
     if page_token is not None and offset is not None:
         raise InvalidInput("pass offset or page_token, not both", field="page_token")
     start = decode_page_token(page_token) if page_token is not None else (offset or 0)
-    page = tracking.search_runs(experiment_ids, filter_string, order_by, max_results, start,
-                                include_deleted)
+    page = tracking.search_runs(
+        experiment_ids, filter_string, order_by, max_results, start, include_deleted
+    )
     following = page.next_offset
     return {
         "runs": [r.to_dict() for r in page.runs],

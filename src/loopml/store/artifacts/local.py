@@ -211,6 +211,19 @@ class LocalBlobStore:
         """
         self._blob_path(sha256).unlink(missing_ok=True)
 
+    def local_path(self, sha256: str) -> Path:
+        """Return the file holding a blob, for readers that want a path (DuckDB, pyarrow).
+
+        Raises
+        ------
+        NotFound
+            When the blob is not stored.
+        """
+        path = self._blob_path(sha256)
+        if not path.is_file():
+            raise NotFound(f"blob {sha256} is not in the artifact store", field="sha256")
+        return path
+
     def purge_stale_tmp(self, older_than: float = 86400.0) -> int:
         """Remove staged files left behind by writers that died, and return how many.
 

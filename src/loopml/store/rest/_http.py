@@ -55,10 +55,17 @@ class HttpClient:
         """Close the pooled connections."""
         self._client.close()
 
+    def __del__(self) -> None:
+        # Stores are often dropped without close() (the SDK swaps them when settings
+        # change); closing here keeps their sockets from leaking until interpreter exit.
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - nothing may escape a finaliser
+            pass
+
     def _unavailable(self, exc: httpx.HTTPError) -> StoreUnavailable:
         return StoreUnavailable(
-            f"cannot reach the tracking server at {self.base_url}: "
-            f"{type(exc).__name__}: {exc}"
+            f"cannot reach the tracking server at {self.base_url}: {type(exc).__name__}: {exc}"
         )
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -115,8 +122,10 @@ class HttpClient:
             body = None
         if not isinstance(body, dict) or "message" not in body:
             text = response.text[:200].strip()
-            body = {"message": f"the tracking server at {self.base_url} answered "
-                               f"HTTP {response.status_code}: {text or response.reason_phrase}"}
+            body = {
+                "message": f"the tracking server at {self.base_url} answered "
+                f"HTTP {response.status_code}: {text or response.reason_phrase}"
+            }
         error = error_from_dict(body, response.status_code)
         if response.status_code in (413, 422) and type(error) is LoopmlError:
             # Too large, or not the shape the server wants: the caller's input is at fault.

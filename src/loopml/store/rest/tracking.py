@@ -64,8 +64,14 @@ class RestTrackingStore:
         return f"RestTrackingStore({self.uri!r})"
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (also done when the store is garbage collected)."""
         self._http.close()
+
+    def __enter__(self) -> RestTrackingStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _run_url(self, run_id: str, suffix: str = "") -> str:
         return f"{_API}/runs/{segment(run_id)}{suffix}"
@@ -110,8 +116,11 @@ class RestTrackingStore:
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         """Set a tag on an active experiment."""
-        self._http.send("POST", f"{_API}/experiments/{segment(experiment_id)}/tags",
-                        json={"key": key, "value": value})
+        self._http.send(
+            "POST",
+            f"{_API}/experiments/{segment(experiment_id)}/tags",
+            json={"key": key, "value": value},
+        )
 
     # -- runs -------------------------------------------------------------------------
     def create_run(
@@ -126,9 +135,16 @@ class RestTrackingStore:
         pid: int | None = None,
     ) -> Run:
         """Create a RUNNING run in an active experiment."""
-        body = {"experiment_id": str(experiment_id), "run_name": run_name, "user": user,
-                "start_time": start_time, "tags": tags, "parent_run_id": parent_run_id,
-                "host": host, "pid": pid}
+        body = {
+            "experiment_id": str(experiment_id),
+            "run_name": run_name,
+            "user": user,
+            "start_time": start_time,
+            "tags": tags,
+            "parent_run_id": parent_run_id,
+            "host": host,
+            "pid": pid,
+        }
         return Run.from_dict(self._http.json("POST", f"{_API}/runs", json=body))
 
     def get_run(self, run_id: str) -> Run:
@@ -139,8 +155,11 @@ class RestTrackingStore:
         self, run_id: str, status: RunStatus, end_time: int | None, only_if_running: bool = False
     ) -> bool:
         """Set the status; return whether the run changed."""
-        body = {"status": RunStatus(status).value, "end_time": end_time,
-                "only_if_running": only_if_running}
+        body = {
+            "status": RunStatus(status).value,
+            "end_time": end_time,
+            "only_if_running": only_if_running,
+        }
         return bool(self._http.json("POST", self._run_url(run_id, "/status"), json=body)["changed"])
 
     def set_run_name(self, run_id: str, run_name: str) -> None:
@@ -167,8 +186,11 @@ class RestTrackingStore:
         tags: dict[str, str] | None = None,
     ) -> None:
         """Write metrics, params and tags in one transaction: all of them or none."""
-        body = {"metrics": [m.to_dict() for m in metrics], "params": params or {},
-                "tags": tags or {}}
+        body = {
+            "metrics": [m.to_dict() for m in metrics],
+            "params": params or {},
+            "tags": tags or {},
+        }
         self._http.send("POST", self._run_url(run_id, "/log-batch"), json=body)
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -205,21 +227,26 @@ class RestTrackingStore:
         if order_by:
             params["order_by"] = [format_order_by(o) for o in order_by]
         body = self._http.json("GET", f"{_API}/runs/search", params=params)
-        return RunPage(runs=[Run.from_dict(r) for r in body["runs"]],
-                       next_offset=body.get("next_offset"))
+        return RunPage(
+            runs=[Run.from_dict(r) for r in body["runs"]], next_offset=body.get("next_offset")
+        )
 
     # -- artifact index ---------------------------------------------------------------
     def add_artifact(self, run_id: str, entry: ArtifactEntry) -> None:
         """Point ``entry.path`` of the run at a blob already stored on the server."""
         path = normalize_artifact_path(entry.path)
-        self._http.send("PUT", self._run_url(run_id, f"/artifact-index/{path_segments(path)}"),
-                        json={"sha256": entry.sha256, "size": entry.size})
+        self._http.send(
+            "PUT",
+            self._run_url(run_id, f"/artifact-index/{path_segments(path)}"),
+            json={"sha256": entry.sha256, "size": entry.size},
+        )
 
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactEntry]:
         """Return the run's artifact entries under a path prefix, sorted by path."""
         clean = normalize_artifact_path(prefix, allow_empty=True)
-        body = self._http.json("GET", self._run_url(run_id, "/artifacts"),
-                               params={"path": clean} if clean else None)
+        body = self._http.json(
+            "GET", self._run_url(run_id, "/artifacts"), params={"path": clean} if clean else None
+        )
         return [_entry(e) for e in body["artifacts"]]
 
     def get_artifact(self, run_id: str, path: str) -> ArtifactEntry:
@@ -233,8 +260,12 @@ class RestTrackingStore:
         """Upload the stream's bytes as ``path`` of the run, 1 MiB at a time."""
         clean = normalize_artifact_path(path)
         url = self._run_url(run_id, f"/artifacts/{path_segments(clean)}")
-        body = self._http.json("PUT", url, content=_file_chunks(stream),
-                               headers={"Content-Type": "application/octet-stream"})
+        body = self._http.json(
+            "PUT",
+            url,
+            content=_file_chunks(stream),
+            headers={"Content-Type": "application/octet-stream"},
+        )
         return _entry(body)
 
     def open_artifact(self, run_id: str, path: str) -> Iterator[bytes]:

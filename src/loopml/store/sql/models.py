@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -148,4 +150,94 @@ class TokenRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class DatasetRow(Base):
+    """A named dataset."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    schema_yaml: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_update_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class DatasetVersionRow(Base):
+    """An immutable dataset version."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_dataset_versions_name_version"),
+        UniqueConstraint("name", "digest", name="uq_dataset_versions_name_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(
+        ForeignKey("datasets.name", ondelete="CASCADE"), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    blob_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    num_rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    num_columns: Mapped[int] = mapped_column(Integer, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    columns_json: Mapped[str] = mapped_column(Text, nullable=False)
+    profile_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class DatasetVersionTagRow(Base):
+    """A tag on a dataset version."""
+
+    __tablename__ = "dataset_version_tags"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class LineageRow(Base):
+    """A lineage edge between two objects (dataset version, run, model version...)."""
+
+    __tablename__ = "lineage"
+    __table_args__ = (
+        UniqueConstraint(
+            "source_kind",
+            "source_id",
+            "target_kind",
+            "target_id",
+            "role",
+            name="uq_lineage_edge",
+        ),
+        Index("ix_lineage_target", "target_kind", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    source_id: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    target_kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    target_id: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ValidationResultRow(Base):
+    """A stored validation result of a dataset version."""
+
+    __tablename__ = "validation_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reference: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    result_json: Mapped[str] = mapped_column(Text, nullable=False)
     created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)

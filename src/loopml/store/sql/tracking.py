@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -20,7 +18,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from loopml.entities.search import NUMERIC_ATTRIBUTES, Clause, FieldKind, OrderBy
@@ -32,10 +30,10 @@ from loopml.entities.tracking import (
     Run,
     RunStatus,
 )
-from loopml.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from loopml.errors import Conflict, InvalidInput, NotFound
 from loopml.store.base import RunPage, TokenInfo
+from loopml.store.sql._base import SqlStoreBase, now_ms
 from loopml.store.sql._upsert import upsert
-from loopml.store.sql.engine import StoreEngines, open_engine
 from loopml.store.sql.models import (
     ArtifactRow,
     ExperimentRow,
@@ -52,10 +50,6 @@ _ACTIVE = LifecycleStage.ACTIVE.value
 _DELETED = LifecycleStage.DELETED.value
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _db_float(value: float) -> float | None:
     return None if math.isnan(value) else value
 
@@ -64,7 +58,7 @@ def _py_float(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-class SqlTrackingStore:
+class SqlTrackingStore(SqlStoreBase):
     """Experiments, runs, metrics, params, tags, artifact index and tokens in SQL.
 
     Parameters
@@ -74,31 +68,10 @@ class SqlTrackingStore:
         created or upgraded on first use.
     """
 
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self._engines: StoreEngines = open_engine(uri)
-
-    # -- transactions -------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        try:
-            with self._engines.write.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(f"metadata store error: {exc.orig}") from exc
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self._engines.read.connect() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(f"metadata store error: {exc.orig}") from exc
-
     # -- experiments --------------------------------------------------------------------
     def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> str:
         """Create an experiment; :class:`Conflict` if the name is taken."""
-        now = _now_ms()
+        now = now_ms()
         try:
             with self._write() as conn:
                 experiment_id = conn.execute(
@@ -196,7 +169,7 @@ class SqlTrackingStore:
             result = conn.execute(
                 update(ExperimentRow)
                 .where(ExperimentRow.experiment_id == pk)
-                .values(lifecycle_stage=stage, last_update_time=_now_ms())
+                .values(lifecycle_stage=stage, last_update_time=now_ms())
             )
             if result.rowcount == 0:
                 raise NotFound(
@@ -584,7 +557,7 @@ class SqlTrackingStore:
     # -- tokens -------------------------------------------------------------------------
     def create_token(self, name: str, role: str, token_hash: str) -> TokenInfo:
         """Store a new token; :class:`Conflict` if the name is taken."""
-        info = TokenInfo(name=name, role=role, token_hash=token_hash, created_time=_now_ms())
+        info = TokenInfo(name=name, role=role, token_hash=token_hash, created_time=now_ms())
         try:
             with self._write() as conn:
                 conn.execute(
