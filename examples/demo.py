@@ -63,9 +63,14 @@ def learning_curves(history: list[dict[str, float]]) -> list[tuple[str, Any]]:
     for column, metric in ((1, "loss"), (2, "accuracy")):
         for split, dash in (("train", "solid"), ("val", "dash")):
             figure.add_trace(
-                go.Scatter(x=epochs, y=[row[f"{split}_{metric}"] for row in history],
-                           name=f"{split} {metric}", line={"dash": dash}),
-                row=1, col=column,
+                go.Scatter(
+                    x=epochs,
+                    y=[row[f"{split}_{metric}"] for row in history],
+                    name=f"{split} {metric}",
+                    line={"dash": dash},
+                ),
+                row=1,
+                col=column,
             )
     figure.update_xaxes(title_text="epoch")
     figure.update_layout(title="Learning curve", template="plotly_white", height=400)
@@ -79,8 +84,12 @@ def learning_curves(history: list[dict[str, float]]) -> list[tuple[str, Any]]:
     axes = static.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for split, style in (("train", "-"), ("val", "--")):
-            ax.plot(epochs, [row[f"{split}_{metric}"] for row in history], style,
-                    label=f"{split} {metric}")
+            ax.plot(
+                epochs,
+                [row[f"{split}_{metric}"] for row in history],
+                style,
+                label=f"{split} {metric}",
+            )
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
@@ -120,34 +129,41 @@ def main(argv: list[str] | None = None) -> str:
 
     lm.set_experiment(args.experiment)
     with lm.start_run(run_name=args.run_name) as run:
-        lm.log_params({
-            "dataset": "sklearn.datasets.load_breast_cancer",
-            "model": "SGDClassifier",
-            "loss": "log_loss",
-            "alpha": args.alpha,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "seed": args.seed,
-            "scaler": "StandardScaler",
-            "n_train": len(y_train),
-            "n_val": len(y_val),
-            "n_test": len(y_test),
-            "n_features": x_train.shape[1],
-        })
+        lm.log_params(
+            {
+                "dataset": "sklearn.datasets.load_breast_cancer",
+                "model": "SGDClassifier",
+                "loss": "log_loss",
+                "alpha": args.alpha,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "seed": args.seed,
+                "scaler": "StandardScaler",
+                "n_train": len(y_train),
+                "n_val": len(y_val),
+                "n_test": len(y_test),
+                "n_features": x_train.shape[1],
+            }
+        )
         history: list[dict[str, float]] = []
         progress = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("val_loss {task.fields[val_loss]:.4f}"), console=console,
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("val_loss {task.fields[val_loss]:.4f}"),
+            console=console,
         )
         with progress:
             task = progress.add_task("epochs", total=args.epochs, val_loss=float("nan"))
             for epoch in range(1, args.epochs + 1):
                 order = rng.permutation(len(y_train))
                 for start in range(0, len(order), args.batch_size):
-                    batch = order[start:start + args.batch_size]
+                    batch = order[start : start + args.batch_size]
                     classifier.partial_fit(x_train_s[batch], y_train[batch], classes=classes)
-                metrics = {**evaluate(classifier, x_train_s, y_train, "train"),
-                           **evaluate(classifier, x_val_s, y_val, "val")}
+                metrics = {
+                    **evaluate(classifier, x_train_s, y_train, "train"),
+                    **evaluate(classifier, x_val_s, y_val, "val"),
+                }
                 lm.log_metrics(metrics, step=epoch)
                 history.append({"epoch": epoch, **metrics})
                 progress.update(task, advance=1, val_loss=metrics["val_loss"])
@@ -155,8 +171,9 @@ def main(argv: list[str] | None = None) -> str:
         test = evaluate(classifier, x_test_s, y_test, "test")
         now = int(time.time() * 1000)
         lm.log_batch(
-            metrics=[lm.Metric(key=k, value=v, timestamp=now, step=args.epochs)
-                     for k, v in test.items()],
+            metrics=[
+                lm.Metric(key=k, value=v, timestamp=now, step=args.epochs) for k, v in test.items()
+            ],
             tags={"demo.dataset_rows": str(len(data.target))},
         )
         for file_name, figure in learning_curves(history):
@@ -184,8 +201,11 @@ def main(argv: list[str] | None = None) -> str:
     console.print(f"  test accuracy  {test['test_accuracy']:.4f}   test F1  {test['test_f1']:.4f}")
     console.print(f"  stored in      {where}", soft_wrap=True, markup=False)
     console.print("Next, try:")
-    for command in ("loopml runs list", f"loopml runs show {run.run_id[:8]}",
-                    "loopml server   # then open http://127.0.0.1:5000"):
+    for command in (
+        "loopml runs list",
+        f"loopml runs show {run.run_id[:8]}",
+        "loopml server   # then open http://127.0.0.1:5000",
+    ):
         console.print(f"  {command}", markup=False)
     return run.run_id
 

@@ -10,6 +10,8 @@ Track experiments the way MLflow users expect::
         lm.log_metric("accuracy", 0.93, step=1)
 """
 
+from typing import Any as _Any
+
 from loopml.config import Settings, load_settings
 from loopml.entities import Experiment, Metric, Run, RunStatus
 from loopml.errors import (
@@ -49,6 +51,18 @@ from loopml.tracking.fluent import (
 
 __version__ = "0.1.0"
 
+_LAZY_MODULES = ("data", "datasets")
+
+
+def __getattr__(name: str) -> _Any:
+    # lm.data and lm.datasets pull in pyarrow and numpy: import them on first use so that
+    # `import loopml` (and every CLI start) stays fast.
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"loopml.{name}")
+    raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+
 __all__ = [
     "ActiveRun",
     "Conflict",
@@ -65,6 +79,8 @@ __all__ = [
     "Unauthenticated",
     "__version__",
     "active_run",
+    "data",
+    "datasets",
     "delete_run",
     "end_run",
     "get_run",

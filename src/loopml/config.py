@@ -80,6 +80,8 @@ class Settings(BaseSettings):
         Bearer token sent to the tracking server (``LOOPML_TRACKING_TOKEN``).
     run_heartbeat_timeout : float
         Seconds without a heartbeat after which a RUNNING run counts as killed.
+    max_upload_bytes : int
+        Largest artifact upload the server accepts (``LOOPML_MAX_UPLOAD_BYTES``).
     """
 
     model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore")
@@ -90,6 +92,7 @@ class Settings(BaseSettings):
     tracking_uri: str | None = None
     tracking_token: str | None = None
     run_heartbeat_timeout: float = 300.0
+    max_upload_bytes: int = 2 * 1024**3
 
     @field_validator("tracking_uri")
     @classmethod

@@ -72,6 +72,13 @@ class PermissionDenied(LoopmlError):
     code = "permission_denied"
 
 
+class PayloadTooLarge(LoopmlError):
+    """The request body is larger than the server accepts (HTTP 413)."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
 class StoreUnavailable(LoopmlError):
     """A backend (database, object store, tracking server) cannot be reached (HTTP 503)."""
 

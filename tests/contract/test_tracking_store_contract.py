@@ -51,6 +51,7 @@ def rest_backend(live_server: Any) -> Iterator[Backend]:
 
     store = RestTrackingStore(live_server.url)
     yield Backend("rest", store, store)
+    store.close()
 
 
 @pytest.fixture(

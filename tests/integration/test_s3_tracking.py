@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import create_bucket
 
 import loopml as lm
+from conftest import create_bucket
 
 pytestmark = pytest.mark.s3
 

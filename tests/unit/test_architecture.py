@@ -16,6 +16,8 @@ LAYERS: dict[str, set[str]] = {
     "store": {"entities", "errors", "config", "store"},
     "tracking": {"entities", "errors", "config", "store", "tracking"},
     "auth": {"entities", "errors", "config", "store", "auth"},
+    "stats": {"errors", "stats"},
+    "data": {"entities", "errors", "config", "store", "tracking", "stats", "data"},
     "server": {"*"},
     "cli": {"*"},
 }
@@ -23,6 +25,8 @@ FORBIDDEN_THIRD_PARTY = {
     "entities": {"sqlalchemy", "fastapi", "typer", "httpx"},
     "tracking": {"sqlalchemy", "fastapi", "typer", "starlette"},
     "auth": {"sqlalchemy", "fastapi", "typer"},
+    "stats": {"sqlalchemy", "fastapi", "typer", "starlette"},
+    "data": {"sqlalchemy", "fastapi", "typer", "starlette"},
     "server": {"sqlalchemy", "typer"},
     "cli": {"sqlalchemy", "fastapi"},
 }

@@ -15,6 +15,13 @@ MIN_PREFIX_LENGTH = 6
 FULL_RUN_ID_LENGTH = 32
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN_ID",
+        help=f"Run id, or a unique prefix of at least {MIN_PREFIX_LENGTH} characters.",
+    ),
+]
 
 
 def service() -> TrackingService:
@@ -67,8 +74,7 @@ def resolve_run(tracking: TrackingService, run_id: str) -> Run:
     if len(page.runs) > 1:
         matches = ", ".join(r.run_id for r in page.runs)
         raise InvalidInput(
-            f"run id prefix {run_id!r} matches more than one run ({matches}); "
-            "give more characters",
+            f"run id prefix {run_id!r} matches more than one run ({matches}); give more characters",
             field="run_id",
         )
     return page.runs[0]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -159,8 +159,16 @@ def render_table(
     console : Console, optional
         Where to print; stdout by default.
     """
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, expand=False)
+    table = Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        expand=False,
+    )
     for column in columns:
         table.add_column(
             column.header,
@@ -178,8 +186,14 @@ def render_table(
 
 def render_pairs(pairs: Iterable[tuple[str, Cell]], *, title: str | None = None) -> None:
     """Print ``label: value`` pairs as a borderless two-column table."""
-    table = Table(title=title, title_justify="left", show_header=False, box=None,
-                  pad_edge=False, padding=(0, 2, 0, 0))
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_header=False,
+        box=None,
+        pad_edge=False,
+        padding=(0, 2, 0, 0),
+    )
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for label, value in pairs:

@@ -66,10 +66,11 @@ def run_details(tracking: TrackingService, run: Run) -> dict[str, Any]:
 
 
 def _table(title: str, *headers: str, right: Sequence[int] = ()) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False)
+    table = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False
+    )
     for index, header in enumerate(headers):
-        table.add_column(header, justify="right" if index in right else "left",
-                         overflow="fold")
+        table.add_column(header, justify="right" if index in right else "left", overflow="fold")
     return table
 
 
@@ -102,8 +103,11 @@ def render_run(run: Run, details: Mapping[str, Any]) -> None:
     render_pairs(pairs)
 
     user_tags = {k: v for k, v in run.tags.items() if not k.startswith(SYSTEM_TAG_PREFIX)}
-    system_tags = {k[len(SYSTEM_TAG_PREFIX):]: v for k, v in run.tags.items()
-                   if k.startswith(SYSTEM_TAG_PREFIX)}
+    system_tags = {
+        k[len(SYSTEM_TAG_PREFIX) :]: v
+        for k, v in run.tags.items()
+        if k.startswith(SYSTEM_TAG_PREFIX)
+    }
     sections = (
         _key_values("Params", run.params),
         _metrics_table(details["metric_summary"]),
@@ -121,8 +125,9 @@ def render_run(run: Run, details: Mapping[str, Any]) -> None:
         return
     total = sum(int(a["size"]) for a in artifacts)
     files = f"{len(artifacts)} file{'s' if len(artifacts) != 1 else ''}"
-    table = _table(f"Artifacts ({files}, {format_size(total)})",
-                   "Path", "Size", "SHA-256", right=(1,))
+    table = _table(
+        f"Artifacts ({files}, {format_size(total)})", "Path", "Size", "SHA-256", right=(1,)
+    )
     for entry in artifacts:
         table.add_row(entry["path"], format_size(entry["size"]), entry["sha256"][:12])
     console.print(table)
@@ -131,12 +136,25 @@ def render_run(run: Run, details: Mapping[str, Any]) -> None:
 def _metrics_table(summary: Mapping[str, Mapping[str, Any]]) -> Table | None:
     if not summary:
         return None
-    table = _table(f"Metrics ({len(summary)})", "Key", "Latest", "Step", "Min", "Max", "Values",
-                   right=(1, 2, 3, 4, 5))
+    table = _table(
+        f"Metrics ({len(summary)})",
+        "Key",
+        "Latest",
+        "Step",
+        "Min",
+        "Max",
+        "Values",
+        right=(1, 2, 3, 4, 5),
+    )
     for key, item in summary.items():
-        table.add_row(key, format_value(item["latest"]), format_value(item["step"]),
-                      format_value(item["min"]), format_value(item["max"]),
-                      str(item["count"]))
+        table.add_row(
+            key,
+            format_value(item["latest"]),
+            format_value(item["step"]),
+            format_value(item["min"]),
+            format_value(item["max"]),
+            str(item["count"]),
+        )
     return table
 
 
@@ -174,23 +192,42 @@ def render_comparison(runs: Sequence[Run], *, diff_only: bool, as_json: bool) ->
     params = _rows(runs, "params", diff_only)
     metrics = _rows(runs, "metrics", diff_only)
     if as_json:
-        print_json({
-            "runs": [{"run_id": r.run_id, "run_name": r.run_name, "experiment_id": r.experiment_id,
-                      "status": r.status.value, "start_time": r.start_time,
-                      "end_time": r.end_time} for r in runs],
-            "params": params,
-            "metrics": metrics,
-        })
+        print_json(
+            {
+                "runs": [
+                    {
+                        "run_id": r.run_id,
+                        "run_name": r.run_name,
+                        "experiment_id": r.experiment_id,
+                        "status": r.status.value,
+                        "start_time": r.start_time,
+                        "end_time": r.end_time,
+                    }
+                    for r in runs
+                ],
+                "params": params,
+                "metrics": metrics,
+            }
+        )
         return
     any_diff = any(row["differs"] for row in params + metrics)
-    table = Table(title=f"Comparing {len(runs)} runs", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, show_edge=False,
-                  caption="* marks params and metrics whose values differ" if any_diff else None,
-                  caption_justify="left")
+    table = Table(
+        title=f"Comparing {len(runs)} runs",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        caption="* marks params and metrics whose values differ" if any_diff else None,
+        caption_justify="left",
+    )
     table.add_column("")
     for run in runs:
-        table.add_column(f"{short_id(run.run_id)}\n{run.run_name}", justify="right",
-                         overflow="fold", header_style="bold cyan")
+        table.add_column(
+            f"{short_id(run.run_id)}\n{run.run_name}",
+            justify="right",
+            overflow="fold",
+            header_style="bold cyan",
+        )
     table.add_row("  status", *(status_text(r.status.value) for r in runs))
     table.add_row("  start", *(format_time(r.start_time) for r in runs))
     table.add_row("  duration", *(format_duration(r.start_time, r.end_time) for r in runs))
@@ -200,8 +237,9 @@ def render_comparison(runs: Sequence[Run], *, diff_only: bool, as_json: bool) ->
         table.add_section()
         for row in rows:
             style = _DIFF_STYLE if row["differs"] else ""
-            label = Text.assemble(("* " if row["differs"] else "  ", style),
-                                  (f"{kind}.", "dim"), (row["key"], style))
+            label = Text.assemble(
+                ("* " if row["differs"] else "  ", style), (f"{kind}.", "dim"), (row["key"], style)
+            )
             cells = []
             for run in runs:
                 cell = format_value(row["values"][run.run_id])
@@ -209,5 +247,8 @@ def render_comparison(runs: Sequence[Run], *, diff_only: bool, as_json: bool) ->
             table.add_row(label, *cells)
     stdout_console().print(table)
     if not params and not metrics:
-        print_note("These runs have no differing params or metrics." if diff_only
-                   else "These runs have no params or metrics.")
+        print_note(
+            "These runs have no differing params or metrics."
+            if diff_only
+            else "These runs have no params or metrics."
+        )

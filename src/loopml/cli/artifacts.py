@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli._common import JsonOption, resolve_run, service
+from loopml.cli._common import JsonOption, RunIdArgument, resolve_run, service
 from loopml.cli._output import (
     Column,
     emit,
@@ -24,25 +24,23 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RunIdArgument = Annotated[
-    str, typer.Argument(metavar="RUN_ID",
-                        help="Run id, or a unique prefix of at least 6 characters.")
-]
-
 
 @app.command("list")
 def list_artifacts(
     run_id: RunIdArgument,
-    path: Annotated[str, typer.Argument(
-        help="Folder or file inside the run (default: every file).",
-    )] = "",
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Folder or file inside the run (default: every file).",
+        ),
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
     """List a run's files (recursively) under PATH."""
     tracking = service()
     run = resolve_run(tracking, run_id)
     entries = tracking.list_artifacts(run.run_id, path)
-    if not entries and path:
+    if not entries and path.strip("./"):
         raise NotFound(f"run {run.run_id} has no artifact {path!r}", field="path")
     records = [entry.to_dict() for entry in entries]
     if as_json:
@@ -52,23 +50,33 @@ def list_artifacts(
         print_note(f"Run {run.run_id} has no artifacts.")
         return
     total = sum(entry.size for entry in entries)
-    emit(records, (
-        Column("path", "Path", style="bold"),
-        Column("size", "Size", justify="right", fmt=lambda v: format_size(v)),
-        Column("sha256", "SHA-256", style="dim", fmt=lambda v: str(v)[:12]),
-    ), as_json=False,
+    emit(
+        records,
+        (
+            Column("path", "Path", style="bold"),
+            Column("size", "Size", justify="right", fmt=lambda v: format_size(v)),
+            Column("sha256", "SHA-256", style="dim", fmt=lambda v: str(v)[:12]),
+        ),
+        as_json=False,
         title=f"Artifacts of run {short_id(run.run_id)} ({len(records)} "
-              f"file{'s' if len(records) != 1 else ''}, {format_size(total)})")
+        f"file{'s' if len(records) != 1 else ''}, {format_size(total)})",
+    )
 
 
 @app.command("get")
 def get_artifacts(
     run_id: RunIdArgument,
     path: Annotated[str, typer.Argument(help="File or folder inside the run ('.' for all).")],
-    dest: Annotated[Path, typer.Option(
-        "--dest", "-d", metavar="DIR", help="Local folder to download into.",
-        file_okay=False,
-    )] = Path("."),
+    dest: Annotated[
+        Path,
+        typer.Option(
+            "--dest",
+            "-d",
+            metavar="DIR",
+            help="Local folder to download into.",
+            file_okay=False,
+        ),
+    ] = Path("."),
 ) -> None:
     """Download a file or folder of a run into DIR, keeping its path."""
     tracking = service()

@@ -46,11 +46,15 @@ def list_experiments(
     """List experiments, oldest first."""
     experiments = service().list_experiments(include_deleted=include_deleted)
     records = [e.to_dict() for e in experiments]
-    columns = _COLUMNS if include_deleted else tuple(
-        c for c in _COLUMNS if c.key != "lifecycle_stage"
+    columns = (
+        _COLUMNS if include_deleted else tuple(c for c in _COLUMNS if c.key != "lifecycle_stage")
     )
-    emit(records, columns, as_json=as_json,
-         empty_message="No experiments yet: `loopml experiments create NAME` makes one.")
+    emit(
+        records,
+        columns,
+        as_json=as_json,
+        empty_message="No experiments yet: `loopml experiments create NAME` makes one.",
+    )
 
 
 @app.command("create")
@@ -73,14 +77,16 @@ def _resolve(name_or_id: str) -> Experiment:
 
 @app.command("delete")
 def delete_experiment(
-    name_or_id: Annotated[str, typer.Argument(metavar="ID_OR_NAME",
-                                              help="Id or name of the experiment.")],
+    name_or_id: Annotated[
+        str, typer.Argument(metavar="ID_OR_NAME", help="Id or name of the experiment.")
+    ],
 ) -> None:
     """Delete an experiment (soft: its runs are hidden, `restore` brings it back)."""
     experiment = _resolve(name_or_id)
     if experiment.lifecycle_stage is LifecycleStage.DELETED:
-        print_note(f"Experiment {experiment.name!r} (id {experiment.experiment_id}) "
-                   "is already deleted.")
+        print_note(
+            f"Experiment {experiment.name!r} (id {experiment.experiment_id}) is already deleted."
+        )
         return
     service().delete_experiment(experiment.experiment_id)
     print_success(
@@ -91,14 +97,16 @@ def delete_experiment(
 
 @app.command("restore")
 def restore_experiment(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID",
-                                                 help="Id (or name) of a deleted experiment.")],
+    experiment_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Id (or name) of a deleted experiment.")
+    ],
 ) -> None:
     """Restore a deleted experiment and its runs."""
     experiment = _resolve(experiment_id)
     if experiment.lifecycle_stage is LifecycleStage.ACTIVE:
-        print_note(f"Experiment {experiment.name!r} (id {experiment.experiment_id}) "
-                   "is not deleted.")
+        print_note(
+            f"Experiment {experiment.name!r} (id {experiment.experiment_id}) is not deleted."
+        )
         return
     service().restore_experiment(experiment.experiment_id)
     print_success(f"Restored experiment {experiment.name!r} (id {experiment.experiment_id}).")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from loopml.cli import artifacts, experiments, runs, server
+from loopml.cli import artifacts, data, experiments, runs, server
 from loopml.cli._common import JsonOption
 from loopml.cli._output import mask_uri, print_error, print_json, render_pairs
 from loopml.errors import LoopmlError
@@ -22,7 +22,7 @@ from loopml.errors import LoopmlError
 try:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - typer releases that still depend on click
-    from click.exceptions import (  # type: ignore[assignment,no-redef]
+    from click.exceptions import (  # type: ignore[assignment]
         ClickException,
         NoArgsIsHelpError,
         UsageError,
@@ -72,7 +72,7 @@ class LoopmlGroup(TyperGroup):
         return code
 
 
-def run_guarded(invoke: Any) -> int:
+def run_guarded(invoke: Callable[[], Any]) -> int:
     """Call ``invoke`` (a non-standalone click ``main``) and return the process exit code.
 
     Parameters
@@ -116,7 +116,6 @@ def run_guarded(invoke: Any) -> int:
 app = typer.Typer(
     name="loopml",
     cls=LoopmlGroup,
-    help="loopml: track experiments and runs, and serve them over HTTP.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -125,6 +124,7 @@ app.add_typer(experiments.app)
 app.add_typer(runs.app)
 app.add_typer(artifacts.app)
 app.add_typer(server.app)
+app.add_typer(data.app)
 
 
 def _print_version(value: bool) -> None:
@@ -135,10 +135,15 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True,
-        help="Print the loopml version and exit.",
-    )] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the loopml version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Track experiments and runs, and serve them over HTTP.
 
@@ -153,26 +158,28 @@ def version(as_json: JsonOption = False) -> None:
     from loopml.config import load_settings
 
     settings = load_settings()
-    info = {
-        "loopml": _package_version(),
-        "python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "home": str(settings.home),
-        "store_uri": mask_uri(settings.resolved_store_uri),
-        "artifact_uri": mask_uri(settings.resolved_artifact_uri),
-        "tracking_uri": settings.tracking_uri,
-    }
+    loopml_version = _package_version()
+    python = f"{platform.python_version()} ({platform.python_implementation()})"
+    store = mask_uri(settings.resolved_store_uri)
+    artifacts_uri = mask_uri(settings.resolved_artifact_uri)
     if as_json:
-        print_json(info)
+        print_json(
+            {
+                "loopml": loopml_version,
+                "python": python,
+                "home": str(settings.home),
+                "store_uri": store,
+                "artifact_uri": artifacts_uri,
+                "tracking_uri": settings.tracking_uri,
+            }
+        )
         return
-    pairs = [
-        ("loopml", info["loopml"]),
-        ("python", info["python"]),
-    ]
+    pairs: list[tuple[str, str]] = [("loopml", loopml_version), ("python", python)]
     if settings.tracking_uri:
+        # With a tracking server the local store settings are not used by the SDK.
         pairs.append(("tracking", f"{settings.tracking_uri} (REST: the server's stores)"))
     else:
-        pairs += [("home", info["home"]), ("store", info["store_uri"]),
-                  ("artifacts", info["artifact_uri"])]
+        pairs += [("home", str(settings.home)), ("store", store), ("artifacts", artifacts_uri)]
     render_pairs(pairs)
 
 

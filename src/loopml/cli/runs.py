@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from loopml.cli._common import JsonOption, experiments_by_id, resolve_run, service
+from loopml.cli._common import JsonOption, RunIdArgument, experiments_by_id, resolve_run, service
 from loopml.cli._output import (
     Column,
     format_age,
@@ -35,11 +35,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RunIdArgument = Annotated[
-    str, typer.Argument(metavar="RUN_ID",
-                        help="Run id, or a unique prefix of at least 6 characters.")
-]
-
 #: Params shown when ``--columns`` is not given; params that vary between runs come first.
 MAX_AUTO_PARAMS = 5
 #: Narrowest the run name column gets before metric columns are hidden instead.
@@ -47,8 +42,14 @@ MIN_NAME_WIDTH = 12
 #: Padding on both sides of a cell plus the space rich keeps between two columns.
 _COLUMN_OVERHEAD = 3
 
-_KINDS = {"metrics": "metrics", "metric": "metrics", "params": "params", "param": "params",
-          "tags": "tags", "tag": "tags"}
+_KINDS = {
+    "metrics": "metrics",
+    "metric": "metrics",
+    "params": "params",
+    "param": "params",
+    "tags": "tags",
+    "tag": "tags",
+}
 _ATTRIBUTES = {
     "run_id": "Full run ID",
     "experiment_id": "Exp",
@@ -58,8 +59,12 @@ _ATTRIBUTES = {
     "end_time": "End",
     "lifecycle_stage": "Stage",
 }
-_KIND_STYLES = {"metrics": "bold cyan", "params": "bold magenta", "tags": "bold yellow",
-                "attributes": "bold"}
+_KIND_STYLES = {
+    "metrics": "bold cyan",
+    "params": "bold magenta",
+    "tags": "bold yellow",
+    "attributes": "bold",
+}
 
 
 def parse_columns(spec: str) -> list[tuple[str, str]]:
@@ -115,7 +120,8 @@ def _experiment_ids(
     experiments = tracking.list_experiments(include_deleted=include_deleted)
     if len(experiments) == 1:
         return [experiments[0].experiment_id], f"experiment {experiments[0].name!r}"
-    return [e.experiment_id for e in experiments], f"{len(experiments)} experiments"
+    scope = f"{len(experiments)} experiments" if experiments else "this store"
+    return [e.experiment_id for e in experiments], scope
 
 
 def _search(
@@ -130,8 +136,14 @@ def _search(
     runs: list[Run] = []
     offset = 0
     while True:
-        page = tracking.search_runs(experiment_ids, filter_string, list(order_by),
-                                    min(1000, max_results - len(runs)), offset, include_deleted)
+        page = tracking.search_runs(
+            experiment_ids,
+            filter_string,
+            list(order_by),
+            min(1000, max_results - len(runs)),
+            offset,
+            include_deleted,
+        )
         runs.extend(page.runs)
         if page.next_offset is None:
             return runs, False
@@ -169,8 +181,9 @@ def _row(run: Run, experiments: dict[str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": short_id(run.run_id),
         "name": run.run_name,
-        "status": status_text(run.status.value,
-                              deleted=run.lifecycle_stage is LifecycleStage.DELETED),
+        "status": status_text(
+            run.status.value, deleted=run.lifecycle_stage is LifecycleStage.DELETED
+        ),
         "start": format_age(run.start_time),
         "duration": format_duration(run.start_time, run.end_time),
         "experiment": experiments.get(run.experiment_id, run.experiment_id),
@@ -192,14 +205,19 @@ def _data_column(kind: str, key: str, clashes: set[str]) -> Column:
     header = _ATTRIBUTES[key] if kind == "attributes" else key
     if kind != "metrics" and kind != "attributes" and key in clashes:
         header = f"{kind}.{key}"
-    return Column(f"{kind}.{key}", header,
-                  justify="right" if kind == "metrics" else "left",
-                  header_style=_KIND_STYLES[kind], max_width=30 if kind != "metrics" else None,
-                  no_wrap=True)
+    return Column(
+        f"{kind}.{key}",
+        header,
+        justify="right" if kind == "metrics" else "left",
+        header_style=_KIND_STYLES[kind],
+        max_width=30 if kind != "metrics" else None,
+        no_wrap=True,
+    )
 
 
-def _fit(base: list[Column], candidates: list[Column], rows: list[dict[str, Any]],
-         width: int) -> tuple[list[Column], list[Column]]:
+def _fit(
+    base: list[Column], candidates: list[Column], rows: list[dict[str, Any]], width: int
+) -> tuple[list[Column], list[Column]]:
     """Split the candidate columns into those that fit in ``width`` and the rest.
 
     Wrappable base columns (the run name) are counted at their narrowest, since rich
@@ -222,37 +240,68 @@ def _fit(base: list[Column], candidates: list[Column], rows: list[dict[str, Any]
 
 @app.command("list")
 def list_runs(
-    experiment: Annotated[str | None, typer.Option(
-        "--experiment", "-e", metavar="NAME_OR_ID",
-        help="Experiment to list (default: LOOPML_EXPERIMENT_NAME, else every experiment).",
-    )] = None,
-    filter_string: Annotated[str | None, typer.Option(
-        "--filter", "-f", metavar="FILTER",
-        help="Search filter, e.g. \"metrics.acc > 0.9 and params.model = 'rf'\".",
-    )] = None,
-    order_by: Annotated[list[str] | None, typer.Option(
-        "--order-by", "-o", metavar="KEY [ASC|DESC]",
-        help="Sort key, e.g. \"metrics.acc DESC\"; repeat for ties (default: newest first).",
-    )] = None,
-    max_results: Annotated[int, typer.Option(
-        "--max", "-n", metavar="N", min=1, max=MAX_SEARCH_RESULTS, help="Most runs to list.",
-    )] = 50,
-    columns: Annotated[str | None, typer.Option(
-        "--columns", "-c", metavar="COLUMNS",
-        help="Comma-separated extra columns, e.g. metrics.acc,params.C,tags.team "
-             "(default: every metric and up to 5 params that fit).",
-    )] = None,
-    include_deleted: Annotated[bool, typer.Option(
-        "--all", help="Include deleted runs (and runs of deleted experiments).",
-    )] = False,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment",
+            "-e",
+            metavar="NAME_OR_ID",
+            help="Experiment to list (default: LOOPML_EXPERIMENT_NAME, else every experiment).",
+        ),
+    ] = None,
+    filter_string: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            metavar="FILTER",
+            help="Search filter, e.g. \"metrics.acc > 0.9 and params.model = 'rf'\".",
+        ),
+    ] = None,
+    order_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--order-by",
+            "-o",
+            metavar="KEY [ASC|DESC]",
+            help='Sort key, e.g. "metrics.acc DESC"; repeat for ties (default: newest first).',
+        ),
+    ] = None,
+    max_results: Annotated[
+        int,
+        typer.Option(
+            "--max",
+            "-n",
+            metavar="N",
+            min=1,
+            max=MAX_SEARCH_RESULTS,
+            help="Most runs to list.",
+        ),
+    ] = 50,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            "-c",
+            metavar="COLUMNS",
+            help="Comma-separated extra columns, e.g. metrics.acc,params.C,tags.team "
+            "(default: every metric and up to 5 params that fit).",
+        ),
+    ] = None,
+    include_deleted: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Include deleted runs (and runs of deleted experiments).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List runs as a table (newest first) or as JSON."""
     chosen = parse_columns(columns) if columns is not None else None
     tracking = service()
     ids, scope = _experiment_ids(tracking, experiment, include_deleted)
-    runs, more = _search(tracking, ids, filter_string, order_by or [], max_results,
-                         include_deleted)
+    runs, more = _search(tracking, ids, filter_string, order_by or [], max_results, include_deleted)
     if as_json:
         print_json([run.to_dict() for run in runs])
         return
@@ -279,15 +328,21 @@ def list_runs(
     caption = None
     if more:
         caption = f"First {len(runs)} runs shown; raise --max to see more."
-    render_table(rows, base + data,
-                 title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {scope}",
-                 caption=caption, console=console)
+    render_table(
+        rows,
+        base + data,
+        title=f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {scope}",
+        caption=caption,
+        console=console,
+    )
     if hidden:
         keys = [c.key.removeprefix("attributes.") for c in hidden]
         names_hidden = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
-        print_note(f"{len(hidden)} more column{'s' if len(hidden) != 1 else ''} did not fit "
-                   f"({names_hidden}): widen the terminal, pick them with --columns, "
-                   "or use --json.")
+        print_note(
+            f"{len(hidden)} more column{'s' if len(hidden) != 1 else ''} did not fit "
+            f"({names_hidden}): widen the terminal, pick them with --columns, "
+            "or use --json."
+        )
 
 
 @app.command("show")
@@ -304,12 +359,20 @@ def show_run(run_id: RunIdArgument, as_json: JsonOption = False) -> None:
 
 @app.command("compare")
 def compare_runs(
-    run_ids: Annotated[list[str], typer.Argument(
-        metavar="RUN_ID...", help="Two or more run ids (or unique prefixes).",
-    )],
-    diff_only: Annotated[bool, typer.Option(
-        "--diff-only", help="Show only the params and metrics that differ.",
-    )] = False,
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN_ID...",
+            help="Two or more run ids (or unique prefixes).",
+        ),
+    ],
+    diff_only: Annotated[
+        bool,
+        typer.Option(
+            "--diff-only",
+            help="Show only the params and metrics that differ.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Compare runs side by side: params and metrics, differing values highlighted."""
@@ -346,25 +409,36 @@ def delete_run(
         print_note(f"The {label} is already deleted.")
         return
     tracking.delete_run(run.run_id)
-    print_success(f"Deleted {label}; `loopml runs delete {short_id(run.run_id)} --restore` "
-                  "brings it back.")
+    print_success(
+        f"Deleted {label}; `loopml runs delete {short_id(run.run_id)} --restore` brings it back."
+    )
 
 
 @app.command("gc")
 def gc_runs(
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", metavar="SECONDS",
-        help="Seconds without a heartbeat after which a RUNNING run counts as dead "
-             "(default: LOOPML_RUN_HEARTBEAT_TIMEOUT, 300).",
-    )] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Seconds without a heartbeat after which a RUNNING run counts as dead "
+            "(default: LOOPML_RUN_HEARTBEAT_TIMEOUT, 300).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Mark RUNNING runs whose process died KILLED, and print which."""
     tracking = service()
     killed = [tracking.get_run(run_id) for run_id in tracking.gc_runs(timeout)]
     records = [
-        {"run_id": r.run_id, "run_name": r.run_name, "experiment_id": r.experiment_id,
-         "status": r.status.value, "start_time": r.start_time, "end_time": r.end_time}
+        {
+            "run_id": r.run_id,
+            "run_name": r.run_name,
+            "experiment_id": r.experiment_id,
+            "status": r.status.value,
+            "start_time": r.start_time,
+            "end_time": r.end_time,
+        }
         for r in killed
     ]
     if as_json:
@@ -373,10 +447,14 @@ def gc_runs(
     if not records:
         print_note("No stale runs: every RUNNING run still has a live process.")
         return
-    render_table(records, [
-        Column("run_id", "Run ID", style="cyan"),
-        Column("run_name", "Name"),
-        Column("experiment_id", "Exp", justify="right"),
-        Column("start_time", "Start", fmt=lambda v: format_time(v)),
-        Column("end_time", "Last seen", fmt=lambda v: format_time(v)),
-    ], title=f"Marked {len(records)} run{'s' if len(records) != 1 else ''} KILLED")
+    render_table(
+        records,
+        [
+            Column("run_id", "Run ID", style="cyan"),
+            Column("run_name", "Name"),
+            Column("experiment_id", "Exp", justify="right"),
+            Column("start_time", "Start", fmt=lambda v: format_time(v)),
+            Column("end_time", "Last seen", fmt=lambda v: format_time(v)),
+        ],
+        title=f"Marked {len(records)} run{'s' if len(records) != 1 else ''} KILLED",
+    )

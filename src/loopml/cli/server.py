@@ -20,10 +20,11 @@ from loopml.errors import InvalidInput, LoopmlError
 
 if TYPE_CHECKING:
     from loopml.auth.service import AuthService
+    from loopml.store.base import TokenInfo
 
 app = typer.Typer(
     name="server",
-    help="Run the loopml server (REST API, web UI, /metrics) and manage its tokens.",
+    help="Run the loopml tracking server (REST API) and manage its tokens.",
 )
 token_app = typer.Typer(
     name="token",
@@ -31,6 +32,7 @@ token_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(token_app)
+
 
 class Role(str, enum.Enum):
     """What a token may do: read, also write, or also administer (tokens, deletions)."""
@@ -43,23 +45,34 @@ class Role(str, enum.Enum):
 @app.callback(invoke_without_command=True)
 def server(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(
-        "--host", help="Interface to listen on; 0.0.0.0 listens on every interface.",
-    )] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535,
-                                      help="TCP port.")] = 5000,
-    auth: Annotated[bool, typer.Option(
-        "--auth", help="Require a bearer token (see `loopml server token create`).",
-    )] = False,
-    allowed_hosts: Annotated[list[str] | None, typer.Option(
-        "--allowed-host", metavar="HOST",
-        help="Host header value to accept besides the listening address "
-             "(repeatable; guards against DNS rebinding).",
-    )] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1,
-                                         help="Worker processes.")] = 1,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Interface to listen on; 0.0.0.0 listens on every interface.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 5000,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth",
+            help="Require a bearer token (see `loopml server token create`).",
+        ),
+    ] = False,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            "--allowed-hosts",
+            metavar="HOST",
+            help="Host header value to accept besides the listening address "
+            "(repeatable; guards against DNS rebinding).",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """Start the server: REST API (OpenAPI at /docs), web UI and /metrics.
+    """Start the server: the REST API, its OpenAPI docs at /docs, and /health.
 
     Without a subcommand this serves the store in use (LOOPML_STORE_URI,
     LOOPML_ARTIFACT_URI, or the embedded store in LOOPML_HOME).
@@ -74,7 +87,9 @@ def server(
     stderr_console().print(
         f"loopml server on http://{_url_host(host)}:{port} (API docs at /docs)"
         f"{', auth on' if auth else ''}; Ctrl-C stops it.",
-        style="bold", soft_wrap=True, markup=False,
+        style="bold",
+        soft_wrap=True,
+        markup=False,
     )
     serve(host, port, auth=auth, allowed_hosts=list(allowed_hosts or []), workers=workers)
 
@@ -89,8 +104,10 @@ def _warn_if_no_tokens() -> None:
     except LoopmlError:
         return
     if not tokens:
-        print_warning("auth is on but no token exists yet: every request will be refused "
-                      "until you run `loopml server token create NAME --role admin`")
+        print_warning(
+            "auth is on but no token exists yet: every request will be refused "
+            "until you run `loopml server token create NAME --role admin`"
+        )
 
 
 def _auth_service() -> AuthService:
@@ -116,37 +133,47 @@ def _auth_service() -> AuthService:
 @token_app.command("create")
 def create_token(
     name: Annotated[str, typer.Argument(help="A name to recognise the token by (e.g. ci).")],
-    role: Annotated[Role, typer.Option(
-        "--role", "-r", case_sensitive=False,
-        help="reader: read only; writer: also log runs and artifacts; admin: everything.",
-    )] = Role.reader,
+    role: Annotated[
+        Role,
+        typer.Option(
+            "--role",
+            "-r",
+            case_sensitive=False,
+            help="reader: read only; writer: also log runs and artifacts; admin: everything.",
+        ),
+    ] = Role.reader,
 ) -> None:
     """Create a token and print its secret (shown only this once) on stdout."""
     secret = _auth_service().create_token(name, role.value)
     stderr_console().print(
         f"Created {role.value} token {name!r}. Copy the secret now, it cannot be shown again; "
         "clients send it as LOOPML_TRACKING_TOKEN:",
-        style="green", soft_wrap=True, markup=False,
+        style="green",
+        soft_wrap=True,
+        markup=False,
     )
     typer.echo(secret)
 
 
-def _token_record(info: Any) -> dict[str, Any]:
-    return {"name": info.name, "role": info.role, "created_time": info.created_time,
-            "token_hash": info.token_hash}
+def _token_record(info: TokenInfo) -> dict[str, Any]:
+    # Like the REST API, never show the stored hash: it is what a secret is looked up by.
+    return {"name": info.name, "role": info.role, "created_time": info.created_time}
 
 
 @token_app.command("list")
 def list_tokens(as_json: JsonOption = False) -> None:
-    """List tokens (their secrets are never stored, only a SHA-256)."""
+    """List tokens: names, roles and creation times (secrets are never stored)."""
     records = [_token_record(info) for info in _auth_service().list_tokens()]
-    emit(records, (
-        Column("name", "Name", style="bold"),
-        Column("role", "Role"),
-        Column("created_time", "Created", fmt=lambda v: format_time(v)),
-        Column("token_hash", "SHA-256", style="dim", fmt=lambda v: str(v)[:12]),
-    ), as_json=as_json,
-        empty_message="No tokens: `loopml server token create NAME --role ROLE` makes one.")
+    emit(
+        records,
+        (
+            Column("name", "Name", style="bold"),
+            Column("role", "Role"),
+            Column("created_time", "Created", fmt=lambda v: format_time(v)),
+        ),
+        as_json=as_json,
+        empty_message="No tokens: `loopml server token create NAME --role ROLE` makes one.",
+    )
 
 
 @token_app.command("revoke")

@@ -107,7 +107,10 @@ class ContentHasher:
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.rows = 0
+        # Separate streams per column and per kind of bytes: interleaving them per batch
+        # would make the digest depend on where batches start and end.
         self._values = [hashlib.sha256() for _ in schema]
+        self._lengths = [hashlib.sha256() for _ in schema]
         self._validity = [hashlib.sha256() for _ in schema]
 
     def update(self, batch: pa.RecordBatch) -> None:
@@ -115,34 +118,39 @@ class ContentHasher:
         self.rows += batch.num_rows
         for index, column in enumerate(batch.columns):
             valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-            self._validity[index].update(np.packbits(valid).tobytes())
-            _hash_values(column, valid, self._values[index])
+            # One byte per row: packed bits would pad each batch and depend on its length.
+            self._validity[index].update(valid.astype(np.uint8).tobytes())
+            _hash_values(column, valid, self._values[index], self._lengths[index])
 
     def hexdigest(self) -> str:
         """The sha256 of schema, row count and every column's values and validity."""
         total = hashlib.sha256(DIGEST_PREFIX)
         total.update(json.dumps([[f.name, str(f.type)] for f in self.schema]).encode())
         total.update(str(self.rows).encode())
-        for values, validity in zip(self._values, self._validity, strict=True):
+        for values, lengths, validity in zip(
+            self._values, self._lengths, self._validity, strict=True
+        ):
             total.update(values.digest())
+            total.update(lengths.digest())
             total.update(validity.digest())
         return total.hexdigest()
 
 
-def _hash_values(column: pa.Array, valid: np.ndarray[Any, Any], digest: Any) -> None:
+def _hash_values(
+    column: pa.Array, valid: np.ndarray[Any, Any], digest: Any, lengths: Any
+) -> None:
     kind = column.type
     count = len(column)
     if pa.types.is_boolean(kind):
-        digest.update(
-            np.packbits(pc.fill_null(column, False).to_numpy(zero_copy_only=False)).tobytes()
-        )
+        values = pc.fill_null(column, False).to_numpy(zero_copy_only=False)
+        digest.update(values.astype(np.uint8).tobytes())
     elif pa.types.is_string(kind) or pa.types.is_binary(kind):
         filled = pc.fill_null(column, "" if pa.types.is_string(kind) else b"")
         offsets_buffer, data_buffer = filled.buffers()[1], filled.buffers()[2]
         offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[
             filled.offset : filled.offset + count + 1
         ]
-        digest.update(np.diff(offsets).astype(np.int64).tobytes())
+        lengths.update(np.diff(offsets).astype(np.int64).tobytes())
         if data_buffer is not None and count:
             digest.update(memoryview(data_buffer)[offsets[0] : offsets[-1]])
     elif kind.bit_width and kind.bit_width % 8 == 0:

@@ -86,6 +86,8 @@ class DatasetService:
         and (optionally) profiled in the same pass, then stored as one blob. Nothing is
         recorded unless every step succeeds.
         """
+        from loopml.data.profile import profile_table
+
         name = check_dataset_name(name)
         checked_tags = validation.check_tags(tags or {})
         source = open_source(data)
@@ -100,10 +102,14 @@ class DatasetService:
                         yield batch
 
                 profile_json = None
-                if profile:
-                    profile_json = self._profile_stream(tee())
-                else:
-                    _drain(tee())
+                try:
+                    if profile:
+                        profile_json = json.dumps(profile_table(tee()).to_dict())
+                    else:
+                        _drain(tee())
+                except InvalidInput:
+                    if hasher.rows:
+                        raise
             if hasher.rows == 0:
                 raise InvalidInput(f"{source.description} has no rows", field="data")
             blob_sha256, size = self.blobs.put_file(str(path))
@@ -125,17 +131,6 @@ class DatasetService:
         if run_id is not None:
             self.store.add_lineage(RUN_KIND, run_id, DATASET_KIND, stored.uri, "output")
         return stored
-
-    @staticmethod
-    def _profile_stream(batches: Iterator[pa.RecordBatch]) -> str | None:
-        from loopml.data.profile import profile_table
-
-        try:
-            return json.dumps(profile_table(batches).to_dict())
-        except InvalidInput as exc:
-            if "no rows" in exc.message or "empty" in exc.message:
-                return None
-            raise
 
     # -- resolve and read ---------------------------------------------------------------
     def resolve(self, name: str, version: int | str | None = None) -> DatasetVersion:

@@ -84,7 +84,7 @@ def run_sql(
             connection.execute(f"CREATE VIEW {quoted} AS SELECT * FROM read_parquet({literal})")
             versions.append(version)
         try:
-            result: Any = connection.execute(query).fetch_arrow_table()
+            result: Any = connection.execute(query).to_arrow_table()
         except duckdb.Error as exc:
             raise InvalidInput(f"the query failed: {exc}", field="query") from exc
         finally:

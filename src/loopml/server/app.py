@@ -27,7 +27,6 @@ from loopml.store.registry import open_tracking_stores
 from loopml.tracking.service import TrackingService
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
 
 _DESCRIPTION = """\
 The loopml tracking API: experiments, runs, params, metrics, tags and artifacts.
@@ -102,7 +101,7 @@ def create_app(
     if auth and auth_service is None:
         raise InvalidInput("auth needs a metadata store that keeps tokens", field="auth")
     if max_upload_bytes is None:
-        max_upload_bytes = int(getattr(settings, "max_upload_bytes", DEFAULT_MAX_UPLOAD_BYTES))
+        max_upload_bytes = settings.max_upload_bytes
 
     app = FastAPI(
         title="loopml",

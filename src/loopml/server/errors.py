@@ -37,13 +37,6 @@ _CODES = {
 _MAX_LISTED_ERRORS = 5
 
 
-class PayloadTooLarge(LoopmlError):
-    """The request body is larger than the server accepts (HTTP 413)."""
-
-    status_code = 413
-    code = "payload_too_large"
-
-
 def error_response(
     status_code: int,
     code: str,

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loopml.server.errors import PayloadTooLarge, error_response
+from loopml.errors import PayloadTooLarge
+from loopml.server.errors import error_response
 
 #: Hosts every server accepts; a server bound elsewhere adds its own names.
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost", "::1", "testserver")

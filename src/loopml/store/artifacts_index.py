@@ -40,12 +40,30 @@ class IndexedArtifactStore:
     def open_artifact(self, run_id: str, path: str) -> Iterator[bytes]:
         """Yield the bytes of one file in chunks."""
         entry = self.index.get_artifact(run_id, normalize_artifact_path(path))
-        # Open before yielding so a missing blob raises here, not mid-stream.
-        handle = self.blobs.open(entry.sha256)
-        return _chunks(handle)
+        # Open now so a missing blob raises here, not mid-stream.
+        return BlobChunks(self.blobs.open(entry.sha256))
 
 
-def _chunks(handle: BinaryIO) -> Iterator[bytes]:
-    with handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            yield chunk
+class BlobChunks(Iterator[bytes]):
+    """Chunks of an open blob; the file closes when exhausted or on :meth:`close`.
+
+    A generator would not do: closing one that never started skips its cleanup, and a
+    client that abandons a download before the first chunk would leak the file handle.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def __next__(self) -> bytes:
+        chunk = self._handle.read(CHUNK_SIZE) if not self._handle.closed else b""
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        """Release the file handle (idempotent)."""
+        self._handle.close()
+
+    def __del__(self) -> None:
+        self.close()

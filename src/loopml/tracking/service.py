@@ -178,9 +178,29 @@ class TrackingService:
         """Restore a deleted run."""
         self.runs.restore_run(_check_run_id(run_id))
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_id: str, time_ms: int | None = None) -> None:
         """Record that the process owning the run is still alive."""
-        self.runs.heartbeat(_check_run_id(run_id), now_ms())
+        self.runs.heartbeat(_check_run_id(run_id), now_ms() if time_ms is None else time_ms)
+
+    def set_run_status(
+        self,
+        run_id: str,
+        status: RunStatus | str,
+        end_time: int | None,
+        only_if_running: bool = False,
+    ) -> bool:
+        """Set a run's status (any status, unlike :meth:`end_run`); return whether it changed.
+
+        With ``only_if_running`` nothing changes unless the run is RUNNING, which lets
+        concurrent garbage collectors agree on one outcome.
+        """
+        try:
+            new_status = RunStatus(status)
+        except ValueError:
+            raise InvalidInput(f"unknown status {status!r}", field="status") from None
+        return self.runs.set_run_status(
+            _check_run_id(run_id), new_status, end_time, only_if_running=only_if_running
+        )
 
     def log_metric(
         self,
@@ -340,6 +360,24 @@ class TrackingService:
                     )
                 )
         return entries
+
+    def get_artifact_entry(self, run_id: str, path: str) -> ArtifactEntry:
+        """The index entry (path, sha256, size) of one file of the run."""
+        return self.runs.get_artifact(_check_run_id(run_id), normalize_artifact_path(path))
+
+    def link_artifact(self, run_id: str, entry: ArtifactEntry) -> None:
+        """Point a path of the run at a blob that is already stored (no bytes are copied).
+
+        Raises
+        ------
+        InvalidInput
+            When the blob is not in this store's blob store, or has another size.
+        """
+        clean = ArtifactEntry(normalize_artifact_path(entry.path), entry.sha256, entry.size)
+        blobs = getattr(self.artifacts, "blobs", None)
+        if blobs is None or not blobs.exists(clean.sha256):
+            raise InvalidInput(f"blob {clean.sha256} is not stored here", field="sha256")
+        self.runs.add_artifact(_check_run_id(run_id), clean)
 
     def list_artifacts(self, run_id: str, path: str = "") -> list[ArtifactEntry]:
         """List a run's files under ``path``."""

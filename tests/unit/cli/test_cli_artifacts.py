@@ -51,8 +51,11 @@ def test_list_a_run_without_files() -> None:
 
 def test_get_a_file_keeps_its_path(run_id: str, tmp_path: Path) -> None:
     dest = tmp_path / "out"
-    result = runner.invoke(app, ["artifacts", "get", run_id, "notes/readme.txt", "--dest",
-                                 str(dest)], env={"COLUMNS": "300"})
+    result = runner.invoke(
+        app,
+        ["artifacts", "get", run_id, "notes/readme.txt", "--dest", str(dest)],
+        env={"COLUMNS": "300"},
+    )
     assert result.exit_code == 0, result.output
     assert (dest / "notes" / "readme.txt").read_text() == "hello"
     assert "Downloaded 1 file" in result.stdout
@@ -69,8 +72,16 @@ def test_get_everything_into_the_current_folder(run_id: str, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "path",
-    ["../../etc/passwd", "/etc/passwd", "notes/../../x", "%2e%2e/secret", "..%252fx",
-     "notes\\..\\..\\x", "file:///etc/passwd", "notes/readme.txt#frag"],
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "notes/../../x",
+        "%2e%2e/secret",
+        "..%252fx",
+        "notes\\..\\..\\x",
+        "file:///etc/passwd",
+        "notes/readme.txt#frag",
+    ],
 )
 @pytest.mark.parametrize("command", ["get", "list"])
 def test_traversal_paths_exit_2(run_id: str, tmp_path: Path, path: str, command: str) -> None:
@@ -100,7 +111,6 @@ def test_unknown_run_exits_2() -> None:
 def test_dest_that_is_a_file_is_a_usage_error(run_id: str, tmp_path: Path) -> None:
     target = tmp_path / "taken"
     target.write_text("x")
-    result = runner.invoke(app, ["artifacts", "get", run_id, "config.json", "--dest",
-                                 str(target)])
+    result = runner.invoke(app, ["artifacts", "get", run_id, "config.json", "--dest", str(target)])
     assert result.exit_code == 2
     assert "--dest" in result.stderr

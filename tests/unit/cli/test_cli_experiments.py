@@ -13,10 +13,6 @@ from loopml.cli.main import app
 runner = CliRunner()
 
 
-def invoke(*args: str) -> object:
-    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
-
-
 def test_create_then_list() -> None:
     created = runner.invoke(app, ["experiments", "create", "churn"])
     assert created.exit_code == 0, created.output

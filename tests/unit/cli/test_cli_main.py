@@ -131,9 +131,17 @@ def test_main_exits_with_the_code(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_run_id_in_a_real_process_exits_2_without_traceback(isolated_home: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-c", "from loopml.cli.main import main; main()",
-         "runs", "show", "nosuchrun"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from loopml.cli.main import main; main()",
+            "runs",
+            "show",
+            "nosuchrun",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "LOOPML_HOME": str(isolated_home)},
     )
     assert completed.returncode == 2, completed.stderr
@@ -147,6 +155,7 @@ def test_importing_the_cli_stays_light() -> None:
         "heavy = [m for m in ('pandas', 'sqlalchemy', 'fastapi', 'sklearn') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=60, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert completed.stdout.strip() == ""

@@ -21,8 +21,13 @@ def invoke(args: Sequence[str], **env: str) -> Any:
     return runner.invoke(app, list(args), env={**WIDE, **env})
 
 
-def make_run(name: str, experiment: str = "exp", metrics: dict[str, float] | None = None,
-             params: dict[str, Any] | None = None, steps: int = 1) -> str:
+def make_run(
+    name: str,
+    experiment: str = "exp",
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    steps: int = 1,
+) -> str:
     lm.set_experiment(experiment)
     with lm.start_run(run_name=name) as run:
         if params:
@@ -177,7 +182,11 @@ def test_show_json_includes_history_summary_and_artifacts() -> None:
     assert details["run_id"] == run_id
     assert details["experiment_name"] == "exp"
     assert details["metric_summary"]["acc"] == {
-        "latest": 3.5, "step": 3, "min": 0.5, "max": 3.5, "count": 4,
+        "latest": 3.5,
+        "step": 3,
+        "min": 0.5,
+        "max": 3.5,
+        "count": 4,
     }
     assert details["artifacts"] == []
     assert details["tags"]["loopml.python"]

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from loopml.auth import hash_secret
+from loopml.auth import AuthService, hash_secret
 from loopml.cli.main import app
+from loopml.config import load_settings
+from loopml.store.sql import SqlTrackingStore
 
 runner = CliRunner()
 
@@ -30,20 +32,41 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_server_defaults(served: list[dict[str, Any]]) -> None:
     result = runner.invoke(app, ["server"])
     assert result.exit_code == 0, result.output
-    assert served == [{"host": "127.0.0.1", "port": 5000, "auth": False, "allowed_hosts": [],
-                       "workers": 1}]
+    assert served == [
+        {"host": "127.0.0.1", "port": 5000, "auth": False, "allowed_hosts": [], "workers": 1}
+    ]
     assert "http://127.0.0.1:5000" in result.stderr
 
 
 def test_server_options_are_passed_through(served: list[dict[str, Any]]) -> None:
     runner.invoke(app, ["server", "token", "create", "root", "--role", "admin"])
-    result = runner.invoke(app, [
-        "server", "--host", "0.0.0.0", "--port", "8080", "--auth",
-        "--allowed-host", "ml.example.com", "--allowed-host", "10.0.0.5", "--workers", "2",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8080",
+            "--auth",
+            "--allowed-host",
+            "ml.example.com",
+            "--allowed-host",
+            "10.0.0.5",
+            "--workers",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert served == [{"host": "0.0.0.0", "port": 8080, "auth": True,
-                       "allowed_hosts": ["ml.example.com", "10.0.0.5"], "workers": 2}]
+    assert served == [
+        {
+            "host": "0.0.0.0",
+            "port": 8080,
+            "auth": True,
+            "allowed_hosts": ["ml.example.com", "10.0.0.5"],
+            "workers": 2,
+        }
+    ]
     assert "no token exists" not in result.stderr
 
 
@@ -73,8 +96,11 @@ def test_token_lifecycle() -> None:
     assert listed.exit_code == 0, listed.output
     (token,) = json.loads(listed.stdout)
     assert token["name"] == "ci" and token["role"] == "writer"
-    assert token["token_hash"] == hash_secret(secret)
-    assert secret not in listed.stdout
+    assert secret not in listed.stdout and hash_secret(secret) not in listed.stdout
+    assert (
+        AuthService(SqlTrackingStore(load_settings().resolved_store_uri)).verify(secret).name
+        == "ci"
+    )
 
     table = runner.invoke(app, ["server", "token", "list"], env={"COLUMNS": "200"})
     assert "ci" in table.stdout and "writer" in table.stdout and secret not in table.stdout

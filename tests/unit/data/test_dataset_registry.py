@@ -50,9 +50,7 @@ def test_a_changed_row_is_a_new_version(frame: pd.DataFrame) -> None:
     assert ds.get("churn", 1).loc[10, "charges"] == frame.loc[10, "charges"]
 
 
-def test_digest_ignores_the_source_format_and_batching(
-    frame: pd.DataFrame, tmp_path: Path
-) -> None:
+def test_digest_ignores_the_source_format_and_batching(frame: pd.DataFrame, tmp_path: Path) -> None:
     csv_frame = frame.drop(columns=["signup"])
     reference = ds.register("fmt", csv_frame)
     csv_frame.to_csv(tmp_path / "data.csv", index=False)
@@ -68,9 +66,16 @@ def test_digest_ignores_the_source_format_and_batching(
 def test_nulls_do_not_depend_on_hidden_bytes() -> None:
     with_nulls = pa.table({"x": pa.array([1, None, 3], pa.int64()), "s": ["a", None, "c"]})
     # Same logical content, different bytes under the null slot.
-    other = pa.table({"x": pa.array([1, 99, 3], pa.int64()).to_pandas().astype("Int64")
-                      .where([True, False, True]).array.__arrow_array__(),
-                      "s": pa.array(["a", "zzz", "c"]).filter(pa.array([True, True, True]))})
+    other = pa.table(
+        {
+            "x": pa.array([1, 99, 3], pa.int64())
+            .to_pandas()
+            .astype("Int64")
+            .where([True, False, True])
+            .array.__arrow_array__(),
+            "s": pa.array(["a", "zzz", "c"]).filter(pa.array([True, True, True])),
+        }
+    )
     other = other.set_column(1, "s", pa.array(["a", None, "c"]))
     assert ds.register("nulls", with_nulls).digest == ds.register("nulls", other).digest
 
@@ -124,8 +129,9 @@ def test_delete_refused_while_a_model_version_uses_it(
 ) -> None:
     version = ds.register("churn", frame)
     service = ds.get_service()
-    service.store.add_lineage("dataset_version", version.uri, "model_version", "churn-model/1",
-                              "training_data")
+    service.store.add_lineage(
+        "dataset_version", version.uri, "model_version", "churn-model/1", "training_data"
+    )
     with pytest.raises(Conflict) as caught:
         ds.delete("churn", 1)
     assert "churn-model/1" in caught.value.message

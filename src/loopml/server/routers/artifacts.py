@@ -9,8 +9,10 @@ with a guessed content type, as an attachment, under a sandboxing CSP.
 from __future__ import annotations
 
 import io
+import itertools
 import mimetypes
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -18,11 +20,11 @@ import anyio.from_thread
 from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope, Send
 
 from loopml.entities.tracking import ArtifactEntry
 from loopml.errors import InvalidInput
-from loopml.server.deps import Tracking, checked_run_id
+from loopml.server.deps import Tracking
 from loopml.server.schemas import ArtifactIndexIn, ArtifactList, ArtifactOut, ErrorOut
 from loopml.store.artifacts.paths import normalize_artifact_path, validate_sha256
 
@@ -62,6 +64,30 @@ class _ReceiveReader(io.RawIOBase):
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
+
+
+class _BlobResponse(StreamingResponse):
+    """Streams a store's chunk iterator and always closes it, even when the client leaves.
+
+    Starlette stops iterating on a disconnect without closing the iterator, and a generator
+    that never started cannot run its cleanup at all; the blob's file handle would then
+    stay open until garbage collection. So the response starts the iterator when built (in
+    the route's worker thread, reading the first chunk) and closes it once the exchange is
+    over, whichever way it ends.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], **kwargs: Any) -> None:
+        self._source = chunks
+        first = next(chunks, None)
+        super().__init__(itertools.chain([] if first is None else [first], chunks), **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self._source, "close", None)
+            if callable(close):
+                close()
 
 
 def content_disposition(file_name: str) -> str:
@@ -117,20 +143,17 @@ def download_artifact(run_id: str, path: str, tracking: Tracking) -> StreamingRe
         # Should a browser render the file anyway, it gets no script and no origin.
         "Content-Security-Policy": "default-src 'none'; sandbox",
     }
-    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+    return _BlobResponse(chunks, media_type=media_type, headers=headers)
 
 
 @router.get("/{run_id}/artifact-index/{path:path}", response_model=ArtifactOut)
 def get_artifact_entry(run_id: str, path: str, tracking: Tracking) -> dict[str, Any]:
     """Return the index entry (path, sha256, size) of one file."""
-    entry = tracking.runs.get_artifact(checked_run_id(run_id), normalize_artifact_path(path))
-    return entry.to_dict()
+    return tracking.get_artifact_entry(run_id, path).to_dict()
 
 
 @router.put("/{run_id}/artifact-index/{path:path}", status_code=status.HTTP_204_NO_CONTENT)
 def put_artifact_entry(run_id: str, path: str, body: ArtifactIndexIn, tracking: Tracking) -> None:
     """Point ``path`` of the run at a blob by its sha256 (no bytes are sent)."""
-    entry = ArtifactEntry(
-        path=normalize_artifact_path(path), sha256=validate_sha256(body.sha256), size=body.size
-    )
-    tracking.runs.add_artifact(checked_run_id(run_id), entry)
+    entry = ArtifactEntry(path=path, sha256=validate_sha256(body.sha256), size=body.size)
+    tracking.link_artifact(run_id, entry)

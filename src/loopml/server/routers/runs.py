@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 
 from loopml.errors import InvalidInput
-from loopml.server.deps import Tracking, checked_run_id
+from loopml.server.deps import Tracking
 from loopml.server.schemas import (
     GcIn,
     GcOut,
@@ -143,8 +143,8 @@ def end_run(run_id: str, tracking: Tracking, body: RunEnd | None = None) -> dict
 @router.post("/{run_id}/status", response_model=RunStatusOut)
 def set_run_status(run_id: str, body: RunStatusIn, tracking: Tracking) -> dict[str, Any]:
     """Set a run's status; says whether anything changed (see ``only_if_running``)."""
-    changed = tracking.runs.set_run_status(
-        checked_run_id(run_id), body.status, body.end_time, only_if_running=body.only_if_running
+    changed = tracking.set_run_status(
+        run_id, body.status, body.end_time, only_if_running=body.only_if_running
     )
     return {"changed": changed}
 
@@ -152,10 +152,7 @@ def set_run_status(run_id: str, body: RunStatusIn, tracking: Tracking) -> dict[s
 @router.post("/{run_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
 def heartbeat(run_id: str, tracking: Tracking, body: HeartbeatIn | None = None) -> None:
     """Record that the process owning the run is alive."""
-    if body is None or body.time_ms is None:
-        tracking.heartbeat(run_id)
-    else:
-        tracking.runs.heartbeat(checked_run_id(run_id), body.time_ms)
+    tracking.heartbeat(run_id, None if body is None else body.time_ms)
 
 
 @router.post("/{run_id}/log-batch", status_code=status.HTTP_204_NO_CONTENT)

@@ -14,14 +14,21 @@ CHUNK_SIZE = 1024 * 1024
 _USER_AGENT = "loopml-rest-store"
 
 
+def _quote(segment: str) -> str:
+    # URL clients remove "." and ".." segments; encoded, they reach the server as sent.
+    if segment in (".", ".."):
+        return segment.replace(".", "%2E")
+    return quote(segment, safe="")
+
+
 def segment(value: str) -> str:
     """Percent-encode one URL path segment (``/`` included)."""
-    return quote(str(value), safe="")
+    return _quote(str(value))
 
 
 def path_segments(path: str) -> str:
     """Percent-encode a relative path, keeping its ``/`` separators."""
-    return quote(path, safe="/")
+    return "/".join(_quote(part) for part in path.split("/"))
 
 
 class HttpClient:

@@ -65,7 +65,10 @@ def test_concurrent_first_start_migrations_are_safe(tmp_path: Path) -> None:
         assert worker.exitcode == 0
     engines = engine_module.open_engine(uri)
     with engines.read.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == engine_module.SCHEMA_REVISION
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == engine_module.SCHEMA_REVISION
+        )
 
 
 @pytest.mark.parametrize("uri", ["mysql://x/y", "not a url", "sqlite://", "sqlite:///:memory:"])
@@ -73,3 +76,35 @@ def test_unsupported_uris(uri: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         engine_module.open_engine(uri)
     assert caught.value.field == "store_uri"
+
+
+def test_a_database_from_an_earlier_revision_upgrades_in_place(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    uri = _uri(tmp_path)
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(engine_module.__file__).parent / "migrations")
+    )
+    old = create_engine(uri)
+    with old.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(
+            text(
+                "INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time) "
+                "VALUES ('kept', 'active', 1, 1)"
+            )
+        )
+    old.dispose()
+    from loopml.store.sql import SqlTrackingStore
+
+    store = SqlTrackingStore(uri)
+    assert store.get_experiment_by_name("kept") is not None
+    engines = engine_module.open_engine(uri)
+    with engines.read.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        indexes = {row[1] for row in conn.execute(text("PRAGMA index_list('dataset_versions')"))}
+    assert version == engine_module.SCHEMA_REVISION
+    assert "ix_dataset_versions_digest" in indexes
