@@ -57,6 +57,7 @@ LABELS = {"loopml": "loopml", "mlflow": "MLflow"}
 EXPERIMENT = "bench"
 ONE_BY_ONE_KEY = "loss"
 BATCH_KEY = "m"
+DEFAULT_REMOTE_ONE_BY_ONE_N = 1000
 WORKER_TIMEOUT_S = 900.0
 SERVER_START_TIMEOUT_S = 180.0
 
@@ -276,7 +277,7 @@ def run_worker(tool: ToolSetup, scenario: Scenario, n: int, repeat: int, env: di
     other: list[str] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, env={**env, **tool.extra_env}, cwd=cwd, stdout=out,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True)
         watchdog = threading.Timer(WORKER_TIMEOUT_S, proc.kill)
         watchdog.start()
         try:
@@ -290,6 +291,9 @@ def run_worker(tool: ToolSetup, scenario: Scenario, n: int, repeat: int, env: di
             proc.wait()
         finally:
             watchdog.cancel()
+            if proc.poll() is None:  # interrupted: never leave a worker behind
+                proc.kill()
+                proc.wait()
         out.seek(0)
         stdout = out.read()
     for line in reversed(stdout.splitlines()):
@@ -595,9 +599,10 @@ def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
         f"Times are wall-clock seconds of the logging calls only. Each scenario runs per tool "
         f"in one fresh process on a fresh folder, {args.repeat} repeat(s) as new runs in that "
         "process; ratio = MLflow median / loopml median.",
-        f"One by one: both tools log the same N = {args.one_by_one_n:,} metrics with the "
-        f"fluent `log_metric(key, value, step=i)`; the per-call table extrapolates "
-        f"linearly to {args.batch_n:,} calls.",
+        f"One by one: both tools make the same N fluent `log_metric(key, value, step=i)` "
+        f"calls (N = {args.one_by_one_n:,} local, {args.remote_one_by_one_n:,} against the "
+        f"server, see the Metrics column); the per-call table extrapolates linearly to "
+        f"{args.batch_n:,} calls.",
     ]
     mf_batch = next((r["mlflow"] for r in results
                      if "mlflow" in r and r["mlflow"].scenario.mode == "batch"
@@ -639,6 +644,17 @@ def sqlite_modes(results: list[dict[str, Measurement]]) -> dict[str, str]:
     return modes
 
 
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def write_results(path: Path, tables: list[Table], note_lines: list[str],
                   versions: dict[str, str], env_info: dict[str, str], argv: list[str]) -> None:
     """Append a dated section with machine, versions and the tables to ``path``."""
@@ -649,8 +665,8 @@ def write_results(path: Path, tables: list[Table], note_lines: list[str],
                      "`benchmarks/bench_tracking.py --write`. See `README.md` for the method.\n")
     vers = ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items())
     parts.append(f"## {now}\n")
-    parts.append(f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {platform.platform()}, "
-                 f"{platform.machine()}")
+    parts.append(f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, "
+                 f"{platform.platform()}")
     parts.append(f"- Versions: {vers}; Python {env_info['python']}, SQLite {env_info['sqlite']}")
     parts.append(f"- 1-minute load average: {env_info['load']}; benchmark took {env_info['total']}")
     parts.append(f"- Command: `{shlex.join(argv)}`\n")
@@ -670,39 +686,60 @@ def chosen_scenarios(args: argparse.Namespace) -> list[Scenario]:
     return [s for s in SCENARIOS if s.key in wanted]
 
 
+def scenario_n(args: argparse.Namespace, scenario: Scenario) -> int:
+    """Return how many metrics ``scenario`` logs per repeat."""
+    if scenario.mode == "batch":
+        return int(args.batch_n)
+    return int(args.remote_one_by_one_n if scenario.remote else args.one_by_one_n)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse the command line."""
     keys = [s.key for s in SCENARIOS]
+    d = " (default: %(default)s)"
     p = argparse.ArgumentParser(
-        description="Time metric logging in loopml and MLflow side by side.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--repeat", type=int, default=3, help="repeats per scenario and tool")
+        description="Time metric logging in loopml and MLflow side by side.")
+    p.add_argument("--repeat", type=int, default=3, help="repeats per scenario and tool" + d)
     p.add_argument("--one-by-one-n", type=int, default=2000,
-                   help="metrics logged one by one (same N for both tools)")
-    p.add_argument("--batch-n", type=int, default=10_000, help="metrics in the log_batch call")
+                   help="log_metric calls per repeat in local-one, same N for both tools" + d)
+    p.add_argument("--remote-one-by-one-n", type=int, default=None,
+                   help="log_metric calls per repeat in remote-one, same N for both tools "
+                        "(default: the smaller of --one-by-one-n and "
+                        f"{DEFAULT_REMOTE_ONE_BY_ONE_N:,}, to keep a default run near 5 min)")
+    p.add_argument("--batch-n", type=int, default=10_000,
+                   help="metrics in the single log_batch call" + d)
     p.add_argument("--scenarios", nargs="+", choices=keys, default=keys, metavar="NAME",
-                   help=f"scenarios to run: {', '.join(keys)}")
+                   help=f"scenarios to run, any of: {', '.join(keys)} (default: all)")
     p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
-                   help="tools to measure")
+                   help="tools to measure (default: both)")
     p.add_argument("--server-workers", type=int, default=1,
-                   help="worker processes of each tracking server")
+                   help="worker processes of each tracking server" + d)
     p.add_argument("--mlflow-wal", action="store_true",
                    help="run MLflow's SQLite with loopml's pragmas (journal_mode=WAL, "
                         "synchronous=NORMAL) instead of SQLite's defaults")
     p.add_argument("--loopml-python", type=Path, default=Path(sys.executable),
-                   help="interpreter with loopml installed")
+                   help="interpreter with loopml installed (default: this one)")
     p.add_argument("--mlflow-python", type=Path, default=DEFAULT_ANCHOR_PYTHON,
-                   help="interpreter with MLflow installed (see setup_anchors.sh)")
+                   help="interpreter with MLflow installed (default: "
+                        "benchmarks/.venv-anchors/bin/python, see setup_anchors.sh)")
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
-                   help="where the temporary stores are created")
+                   help="where the temporary stores are created (default: benchmarks/.work)")
     p.add_argument("--keep", action="store_true", help="keep the temporary stores")
     p.add_argument("--write", action="store_true", help="append the results to --results")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file")
-    p.add_argument("--json", type=Path, default=None, help="also dump raw timings as JSON")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                   help="results file (default: benchmarks/RESULTS.md)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also dump the raw timings as JSON")
     args = p.parse_args(argv)
-    if args.repeat < 1 or args.one_by_one_n < 1 or args.batch_n < 1:
-        p.error("--repeat, --one-by-one-n and --batch-n must be positive")
+    if args.remote_one_by_one_n is None:
+        args.remote_one_by_one_n = min(args.one_by_one_n, DEFAULT_REMOTE_ONE_BY_ONE_N)
+    if min(args.repeat, args.one_by_one_n, args.remote_one_by_one_n, args.batch_n) < 1:
+        p.error("--repeat, --one-by-one-n, --remote-one-by-one-n and --batch-n must be positive")
     return args
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -711,6 +748,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(raw) == 2 and raw[0] == "--worker":
         return worker_main(raw[1])
     args = parse_args(raw)
+    # Turn SIGTERM into SystemExit so the servers and workers we started are stopped too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.perf_counter()
     pythons = {"loopml": args.loopml_python, "mlflow": args.mlflow_python}
     tools = [ToolSetup(t, Path(os.path.abspath(pythons[t]))) for t in TOOLS if t in args.tools]
@@ -738,13 +777,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if tool.name == "mlflow" and args.mlflow_wal:
             tool.extra_env.update(wal_env(work_dir))
     results: list[dict[str, Measurement]] = []
-    for sc in chosen_scenarios(args):
-        n = args.one_by_one_n if sc.mode == "one_by_one" else args.batch_n
-        say(f"[{sc.key}] {sc.title}: {n:,} metrics x {args.repeat} repeats")
-        results.append(measure(tools, sc, n, args.repeat, work_dir, args.keep,
-                               args.server_workers))
-    if not args.keep:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        for sc in chosen_scenarios(args):
+            n = scenario_n(args, sc)
+            say(f"[{sc.key}] {sc.title}: {n:,} metrics x {args.repeat} repeats")
+            results.append(measure(tools, sc, n, args.repeat, work_dir, args.keep,
+                                   args.server_workers))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
     tables = build_tables(results, args.batch_n)
     note_lines = notes(args, results, args.server_workers)

@@ -63,6 +63,7 @@ def __getattr__(name: str) -> _Any:
         return importlib.import_module(f"loopml.{name}")
     raise AttributeError(f"module 'loopml' has no attribute {name!r}")
 
+
 __all__ = [
     "ActiveRun",
     "Conflict",

@@ -136,9 +136,7 @@ class ContentHasher:
         return total.hexdigest()
 
 
-def _hash_values(
-    column: pa.Array, valid: np.ndarray[Any, Any], digest: Any, lengths: Any
-) -> None:
+def _hash_values(column: pa.Array, valid: np.ndarray[Any, Any], digest: Any, lengths: Any) -> None:
     kind = column.type
     count = len(column)
     if pa.types.is_boolean(kind):

@@ -348,7 +348,7 @@ class DatasetService:
             frame = data
         elif isinstance(data, str):
             resolved = self.resolve(data, version)
-            frame = self.read(resolved.name, resolved.version)  # type: ignore[assignment]
+            frame = self.read(resolved.name, resolved.version)
             if schema is None:
                 schema = self.get_schema(resolved.name)
         else:
@@ -359,7 +359,7 @@ class DatasetService:
             reference_version = self.resolve(reference)
             reference_name = reference_version.uri
             reference_frame = self.read(
-                reference_version.name,  # type: ignore[assignment]
+                reference_version.name,
                 reference_version.version,
             )
         elif isinstance(reference, pd.DataFrame):

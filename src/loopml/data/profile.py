@@ -1,31 +1,30 @@
 """Column profiles of a table: types, counts, moments, quantiles, histograms and top values.
 
-:func:`profile_table` reads the data once, record batch by record batch, so a Parquet file can
-be profiled without loading it whole. Per column it keeps small mergeable summaries:
+:func:`profile_table` reads the data once, record batch by record batch (a Parquet file need
+not fit in memory), keeping small mergeable summaries per column:
 
 * rows, missing values (null, and NaN in float columns), infinities, min and max: exact;
-* mean and standard deviation (``ddof=1``) of the finite values: exact up to float rounding
-  (batches merged with Chan's parallel update);
-* distinct and top values: exact up to :data:`DISTINCT_EXACT_LIMIT` distinct values. Beyond
-  it, distinct comes from a K-minimum-values sketch (relative error about 1 %) and top values
-  from the :data:`HEAVY_HITTERS` most frequent values kept so far (counts are lower bounds);
-* quantiles: linear interpolation (numpy's default) over a uniform sample of at most
-  ``sample_size`` finite values (the values with the smallest random keys, fixed seed);
-  exact while a column has no more finite values than that;
-* histogram: ``bins`` equal-width bins from the exact min to the exact max (unit-wide bins on
-  the integers for int columns spanning fewer than ``bins`` values). Exact while the sample
-  holds every value; otherwise re-binned from a fine histogram of at most 4,096 power-of-two
-  wide bins kept during the pass: each edge can only misplace values of the one fine bin it
-  cuts (at most 1/2,048 of the range wide), and counts still sum to the finite values.
+* mean and standard deviation (``ddof=1``) of the finite values: exact up to float rounding;
+* distinct and top values: exact up to :data:`DISTINCT_EXACT_LIMIT` distinct values; beyond,
+  a K-minimum-values sketch (about 1 % error) and the :data:`HEAVY_HITTERS` most frequent
+  values kept so far (counts then are lower bounds);
+* quantiles (numpy's linear interpolation): over a uniform sample of ``sample_size`` finite
+  values (smallest random keys, fixed seed), so exact for columns no larger than that;
+* histogram: ``bins`` equal-width bins from min to max (unit bins on the integers for int
+  columns spanning fewer values). Exact while the sample holds every value, otherwise
+  re-binned from at most 4,096 power-of-two-wide fine bins: an edge can misplace only the
+  values of the fine bin it cuts (at most 1/2,048 of the range wide).
 
+Memory per column stays bounded by the sample, the fine bins and the distinct values kept.
 A column is flagged ``approximate`` when any figure is an estimate. Datetime figures are ISO
-8601 strings (``Z``-suffixed, in UTC, for time-zone-aware columns) and their standard deviation
-is in seconds; interpolated ones (mean, quantiles, edges) are exact to about a microsecond.
+8601 strings (``Z``-suffixed, in UTC, for time-zone-aware columns), exact to about a
+microsecond when interpolated; their standard deviation is in seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,9 +40,6 @@ import pyarrow.compute as pc
 from loopml.errors import InvalidInput, NotFound
 
 __all__ = [
-    "DISTINCT_EXACT_LIMIT",
-    "HEAVY_HITTERS",
-    "SAMPLE_SIZE",
     "ColumnProfile",
     "DatasetProfile",
     "Histogram",
@@ -71,7 +67,6 @@ _SKETCH_SIZE = 16_384
 _SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 FloatArray = npt.NDArray[np.float64]
-UIntArray = npt.NDArray[np.uint64]
 TopValues = tuple[tuple[Scalar, int], ...]
 
 
@@ -96,12 +91,9 @@ class ColumnProfile:
         :data:`LOW_CARDINALITY_MAX` distinct values, each seen twice on average.
     arrow_type : str
         The Arrow type, as text.
-    count : int
-        Rows, missing ones included.
-    missing : int
-        Null values, plus NaN in float columns.
-    distinct : int
-        Distinct non-missing values.
+    count, missing, distinct : int
+        Rows (missing ones included); null values, plus NaN in float columns; distinct
+        non-missing values.
     mean, std, min, max : bool, int, float, str or None
         Over the finite values of int, float and datetime columns (``mean`` is the share of
         ``True`` in bool columns); ``None`` when not applicable.
@@ -218,11 +210,8 @@ class DatasetProfile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetProfile:
         """Build from the dict :meth:`to_dict` returns."""
-        return cls(
-            num_rows=int(data["num_rows"]),
-            columns=tuple(ColumnProfile.from_dict(c) for c in data["columns"]),
-            sample_size=int(data.get("sample_size", SAMPLE_SIZE)),
-        )
+        columns = tuple(ColumnProfile.from_dict(c) for c in data["columns"])
+        return cls(int(data["num_rows"]), columns, int(data.get("sample_size", SAMPLE_SIZE)))
 
 
 def profile_table(
@@ -267,12 +256,9 @@ def profile_table(
     with np.errstate(all="ignore"):
         for batch in batches:
             if not isinstance(batch, pa.RecordBatch) or not batch.schema.equals(schema):
-                found = _describe(batch.schema) if isinstance(batch, pa.RecordBatch) else batch
-                raise InvalidInput(
-                    f"every item must be a record batch with columns {_describe(schema)}, "
-                    f"got {found!r:.200}",
-                    field="data",
-                )
+                got = _describe(batch.schema) if isinstance(batch, pa.RecordBatch) else batch
+                expected = f"every item must be a record batch with columns {_describe(schema)}"
+                raise InvalidInput(f"{expected}, got {got!r:.200}", field="data")
             rows += batch.num_rows
             for state, column in zip(states, batch.columns, strict=True):
                 state.update(column)
@@ -306,25 +292,25 @@ def _open(data: Any) -> tuple[pa.Schema, Iterator[Any]]:
     """Return the schema and the (unchecked) items of any accepted input."""
     if isinstance(data, pd.DataFrame):
         data = _from_pandas(data)
-    if isinstance(data, pa.RecordBatch):
-        data = pa.Table.from_batches([data])
-    if isinstance(data, pa.Table):
-        schema, items = data.schema, iter(data.to_batches())
-    elif isinstance(data, Iterable) and not isinstance(data, str | bytes):
-        items = iter(data)
-        first = next(items, None)
-        if not isinstance(first, pa.RecordBatch):
-            raise InvalidInput(
-                f"expected record batches, got {'nothing' if first is None else type(first)}",
-                field="data",
-            )
-        schema, items = first.schema, itertools.chain([first], items)
-    else:
+    if isinstance(data, pa.Table | pa.RecordBatch):
+        _check_schema(data.schema)
+        data = data.to_batches() if isinstance(data, pa.Table) else [data]
+    if not isinstance(data, Iterable) or isinstance(data, str | bytes):
         raise InvalidInput(
             "data must be an Arrow table, a DataFrame or an iterable of record batches, "
             f"got {type(data).__name__}",
             field="data",
         )
+    items = iter(data)
+    first = next(items, None)
+    if not isinstance(first, pa.RecordBatch):
+        found = "no rows" if first is None else type(first).__name__
+        raise InvalidInput(f"expected record batches to profile, got {found}", field="data")
+    _check_schema(first.schema)
+    return first.schema, itertools.chain([first], items)
+
+
+def _check_schema(schema: pa.Schema) -> None:
     if len(schema) == 0:
         raise InvalidInput("the table has no columns to profile", field="data")
     duplicates = sorted({n for n in schema.names if schema.names.count(n) > 1})
@@ -332,21 +318,16 @@ def _open(data: Any) -> tuple[pa.Schema, Iterator[Any]]:
         raise InvalidInput(f"duplicate column names: {', '.join(duplicates)}", field="data")
     for field in schema:
         _kind(field)
-    return schema, items
 
 
 def _from_pandas(frame: pd.DataFrame) -> pa.Table:
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        names = [str(n) for n in frame.columns]
-        culprit = next((n for n in names if f"column {n} with" in str(exc)), None)
+    except (pa.ArrowException, ValueError) as exc:  # mixed or odd objects, duplicate names
+        culprit = next((str(n) for n in frame.columns if f"column {n} with" in str(exc)), None)
         where = f"column {culprit!r}" if culprit else "the DataFrame"
-        raise InvalidInput(
-            f"{where} cannot be converted to Arrow: {exc}", field=culprit or "data"
-        ) from exc
-    except ValueError as exc:  # duplicate column names
-        raise InvalidInput(f"the DataFrame cannot be profiled: {exc}", field="data") from exc
+        message = f"{where} cannot be converted to Arrow: {exc}"
+        raise InvalidInput(message, field=culprit or "data") from exc
 
 
 def _is(kind: pa.DataType, *tests: str) -> bool:
@@ -466,39 +447,23 @@ class _ColumnState:
     def result(self, top_k: int, bins: int, levels: tuple[float, ...]) -> ColumnProfile:
         """Turn the summaries into a :class:`ColumnProfile`."""
         present = self.count - self.missing
-        base = ColumnProfile(self.name, "string", str(self.arrow_type), self.count, self.missing, 0)
+        logical: LogicalType = "string" if self.kind == "binary" else self.kind
+        mean: Scalar = None
         if self.kind == "bool":
             pairs = [(True, self.true_count), (False, present - self.true_count)]
-            seen: TopValues = tuple(sorted((p for p in pairs if p[1]), key=lambda p: -p[1]))
+            top: TopValues = tuple(sorted((p for p in pairs if p[1]), key=lambda p: -p[1]))
+            distinct, approximate, top = len(top), False, top[:top_k]
             mean = self.true_count / present if present else None
-            return replace(
-                base, logical_type="bool", distinct=len(seen), mean=mean, top_values=seen[:top_k]
-            )
-        if self.kind in ("string", "binary", "category"):
-            distinct, top, approximate = self.values.result(top_k)
-            if self.kind == "binary":
-                top = tuple((_bytes_text(v), n) for v, n in top)
-            few = self.kind == "category" or (
-                self.kind == "string" and _low_cardinality(distinct, present)
-            )
-            logical: LogicalType = "category" if few else "string"
-            return replace(
-                base,
-                logical_type=logical,
-                distinct=distinct,
-                top_values=top,
-                approximate=approximate,
-            )
-        distinct, top, approximate = self.values.result(top_k)
-        if self.kind != "int" or not _low_cardinality(distinct, present):
-            top = ()
-        profile = replace(
-            base,
-            logical_type=cast(LogicalType, self.kind),
-            distinct=distinct,
-            top_values=top,
-            infinite=self.infinite,
-            approximate=approximate,
+        else:
+            distinct, _, approximate = self.values.result(0)
+            few = _low_cardinality(distinct, present)
+            labels = self.kind in ("string", "binary", "category")
+            top = self.values.result(top_k)[1] if labels or (self.kind == "int" and few) else ()
+            top = tuple((_bytes_text(v), n) for v, n in top) if self.kind == "binary" else top
+            logical = "category" if self.kind == "string" and few else logical
+        head = (self.name, logical, str(self.arrow_type), self.count, self.missing, distinct)
+        profile = ColumnProfile(
+            *head, mean=mean, top_values=top, infinite=self.infinite, approximate=approximate
         )
         return profile if self.low is None else self._with_numbers(profile, bins, levels)
 
@@ -518,14 +483,15 @@ class _ColumnState:
         else:  # the range overflows float64: interpolate without subtracting
             steps = np.arange(bins + 1) / bins
             edges = low * (1.0 - steps) + high * steps
-        if self.sample.complete:
+        if self.sample.holds_all:
             counts = np.histogram(sample, bins=edges)[0]
         else:
             counts = self.fine.rebin(edges, self.moments.count)
-        std = self.moments.std()
-        show = self._formatter()
-        if self.kind == "datetime" and std is not None:
-            std *= _SECONDS[self._unit()]
+        std, show = self.moments.std(), cast(Callable[[Any], Scalar], _json_value)
+        if self.kind == "datetime":
+            unit, utc = _unit(self.storage_type), getattr(self.storage_type, "tz", None) is not None
+            std = None if std is None else std * _SECONDS[unit]
+            show = functools.partial(_datetime_text, unit=unit, utc=utc)
         return replace(
             profile,
             mean=show(self.moments.mean),
@@ -537,20 +503,13 @@ class _ColumnState:
                 tuple(cast(float | str, show(float(e))) for e in edges),
                 tuple(int(c) for c in counts),
             ),
-            approximate=profile.approximate or not self.sample.complete,
+            approximate=profile.approximate or not self.sample.holds_all,
         )
 
-    def _unit(self) -> _Unit:
-        kind = self.storage_type
-        if pa.types.is_date(kind):
-            return "s" if pa.types.is_date32(kind) else "ms"
-        return cast(_Unit, str(kind.unit))
 
-    def _formatter(self) -> Callable[[Any], Scalar]:
-        if self.kind != "datetime":
-            return _json_value
-        unit, utc = self._unit(), getattr(self.storage_type, "tz", None) is not None
-        return lambda value: _datetime_text(value, unit, utc)
+def _unit(kind: pa.DataType) -> _Unit:
+    """Unit of the epoch counts a datetime column is profiled in (date32 days become s)."""
+    return "ms" if pa.types.is_date64(kind) else cast(_Unit, getattr(kind, "unit", "s"))
 
 
 def _low_cardinality(distinct: int, present: int) -> bool:
@@ -567,9 +526,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _json_value(value: Any) -> Scalar:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return cast(Scalar, value)
+    return None if isinstance(value, float) and not math.isfinite(value) else cast(Scalar, value)
 
 
 def _bytes_text(value: Scalar | bytes) -> Scalar:
@@ -616,18 +573,14 @@ class _Reservoir:
     """A uniform sample of fixed size: the values with the smallest random keys."""
 
     def __init__(self, size: int, stream: int) -> None:
-        self.size, self.seen = size, 0
+        self.size, self.seen, self.holds_all = size, 0, True
         self.rng = np.random.default_rng([_SEED, stream])
         self.values: FloatArray = np.empty(0)
         self.keys: FloatArray = np.empty(0)
 
-    @property
-    def complete(self) -> bool:
-        """Whether the sample holds every value seen."""
-        return self.seen <= self.size
-
     def add(self, values: FloatArray) -> None:
         self.seen += values.size
+        self.holds_all = self.seen <= self.size
         keys = self.rng.random(values.size)
         if self.keys.size >= self.size:
             keep = keys < self.keys.max()
@@ -703,12 +656,8 @@ class _FineHistogram:
 
     def rebin(self, edges: FloatArray, total: int) -> npt.NDArray[np.int64]:
         """Counts between ``edges``, interpolated linearly inside the fine bins."""
-        if self.counts.size == 0:  # every value equal: they all fall in one bin
-            assert self.origin is not None
-            counts = np.zeros(edges.size - 1, dtype=np.int64)
-            at = int(np.searchsorted(edges, self.origin, "right"))
-            counts[min(max(at, 1), counts.size) - 1] = total
-            return counts
+        if self.counts.size == 0:  # every value equal: the edges hold one bin
+            return np.array([total], dtype=np.int64)
         fine_edges = np.ldexp(
             np.arange(self.first, self.first + self.counts.size + 1, dtype=np.float64),
             self.exponent,
@@ -723,7 +672,7 @@ class _DistinctSketch:
     """K-minimum-values estimate of a distinct count (relative error about 1/sqrt(K))."""
 
     def __init__(self) -> None:
-        self.hashes: UIntArray = np.empty(0, dtype=np.uint64)
+        self.hashes: npt.NDArray[np.uint64] = np.empty(0, dtype=np.uint64)
 
     def add(self, values: npt.NDArray[Any]) -> None:
         if values.dtype.kind == "f":
@@ -742,10 +691,7 @@ class _DistinctSketch:
 def _unique(
     values: npt.NDArray[Any], *, presorted: bool = False
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.intp]]:
-    """Sorted distinct values and where each starts in the sorted input.
-
-    Sorting beats hashing (``np.unique`` in numpy >= 2.3) on large high-cardinality arrays.
-    """
+    """Sorted distinct values and their starts (sorting beats ``np.unique``'s hashing)."""
     ordered = values if presorted else np.sort(values)
     if ordered.size == 0:
         return ordered, np.zeros(0, dtype=np.intp)
@@ -763,7 +709,9 @@ def _merge_numbers(values: list[Any], counts: list[Counts | None]) -> tuple[Any,
     if all(c is None for c in counts):
         distinct, starts = _unique(merged)
         return distinct, np.diff(np.append(starts, merged.size)).astype(np.int64)
-    weights = [np.ones(len(v), np.int64) if c is None else c for v, c in zip(values, counts)]
+    weights = [
+        np.ones(len(v), np.int64) if c is None else c for v, c in zip(values, counts, strict=True)
+    ]
     order = np.argsort(merged, kind="stable")
     distinct, starts = _unique(merged[order], presorted=True)
     return distinct, np.add.reduceat(np.concatenate(weights)[order], starts)
@@ -771,16 +719,16 @@ def _merge_numbers(values: list[Any], counts: list[Counts | None]) -> tuple[Any,
 
 def _merge_labels(values: list[Any], counts: list[Counts | None]) -> tuple[Any, Counts]:
     """Merge Arrow value counts by hashing (Arrow's group-by)."""
-    table = pa.table({"value": pa.chunked_array(values), "count": np.concatenate(counts)})
+    weights = np.concatenate([c for c in counts if c is not None])
+    table = pa.table({"value": pa.chunked_array(values), "count": weights})
     summed = table.group_by("value").aggregate([("count", "sum")])
     return summed["value"].combine_chunks(), summed["count_sum"].to_numpy()
 
 
 class _ValueCounts:
-    """Distinct values and their counts across batches, or a sketch beyond the exact limit.
+    """Distinct values (numpy or Arrow arrays) and their counts, or a sketch beyond the limit.
 
-    Values are numpy arrays (numeric columns) or Arrow arrays (labels), merged by ``merge``
-    whenever the pending ones outnumber those held, so the work stays linear overall.
+    Pending values are merged once they outnumber those held, so the work stays linear.
     """
 
     def __init__(self, merge: Merge) -> None:
@@ -798,22 +746,24 @@ class _ValueCounts:
             self.sketch.add(_to_numpy(values))
         self.pending.append((values, counts))
         self.pending_rows += len(values)
-        if self.sketch is not None or self.pending_rows >= max(_COMPACT_ROWS, 2 * len(self.counts)):
+        if self.sketch is not None or self.pending_rows >= max(_COMPACT_ROWS, len(self.counts)):
             self._compact()
 
     def _compact(self) -> None:
         if not self.pending:
             return
         parts = ([] if self.values is None else [(self.values, self.counts)]) + self.pending
-        merged = parts[0] if len(parts) == 1 and parts[0][1] is not None else None
-        self.values, self.counts = merged or self.merge(*map(list, zip(*parts, strict=True)))
+        values, counts = parts[0]
+        if len(parts) > 1 or counts is None:
+            values, counts = self.merge([v for v, _ in parts], [c for _, c in parts])
+        self.values, self.counts = values, counts
         self.pending, self.pending_rows = [], 0
         if self.sketch is None and len(self.counts) > DISTINCT_EXACT_LIMIT:
             self.sketch = _DistinctSketch()
             self.sketch.add(_to_numpy(self.values))
         if self.sketch is not None and len(self.counts) > HEAVY_HITTERS:
             keep = _top_indices(self.values, self.counts, HEAVY_HITTERS)
-            self.values, self.counts = self.values[keep], self.counts[keep]
+            self.values, self.counts = _take(self.values, keep), self.counts[keep]
 
     def result(self, top_k: int) -> tuple[int, TopValues, bool]:
         """Distinct count, the ``top_k`` most frequent values, and whether they are estimates."""
@@ -822,9 +772,13 @@ class _ValueCounts:
             return 0, (), False
         distinct = len(self.counts) if self.sketch is None else self.sketch.estimate()
         chosen = _top_indices(self.values, self.counts, top_k)
-        values = pa.array(self.values).take(pa.array(chosen)).to_pylist()
+        values = pa.array(_take(self.values, chosen)).to_pylist()
         top = tuple(zip(values, self.counts[chosen].tolist(), strict=True))
         return distinct, top, self.sketch is not None
+
+
+def _take(values: Any, indices: npt.NDArray[np.intp]) -> Any:
+    return values[indices] if isinstance(values, np.ndarray) else values.take(pa.array(indices))
 
 
 def _to_numpy(values: Any) -> npt.NDArray[Any]:
@@ -832,12 +786,12 @@ def _to_numpy(values: Any) -> npt.NDArray[Any]:
 
 
 def _top_indices(values: Any, counts: Counts, k: int) -> npt.NDArray[np.intp]:
-    """Positions of the ``k`` largest counts, ties broken by value."""
-    candidates = np.arange(len(counts))
-    if len(counts) > k:
-        candidates = np.flatnonzero(counts >= np.partition(counts, len(counts) - k)[-k])
-    subset = pa.table(
-        {"value": pa.array(values).take(pa.array(candidates)), "count": counts[candidates]}
-    )
-    order = pc.sort_indices(subset, sort_keys=[("count", "descending"), ("value", "ascending")])
-    return candidates[order.to_numpy()[:k]]
+    """Positions of the ``k`` largest counts, most frequent first, ties broken by value."""
+    if k == 0 or len(counts) == 0:
+        return np.zeros(0, dtype=np.intp)
+    table = pa.table({"value": values, "count": counts})
+    keys = [("count", "descending"), ("value", "ascending")]
+    chosen: npt.NDArray[np.intp] = pc.select_k_unstable(
+        table, k=min(k, len(counts)), sort_keys=keys
+    ).to_numpy()
+    return chosen

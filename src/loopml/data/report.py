@@ -161,10 +161,13 @@ def _validation(validation: dict[str, Any], anchors: dict[str, str]) -> str:
         if rows
         else '<p class="muted">No anomalies.</p>'
     )
-    count = f"{len(rows)} anomal{'y' if len(rows) == 1 else 'ies'}"
+    summary = validation.get("summary")
+    note = f"{len(rows)} anomal{'y' if len(rows) == 1 else 'ies'}"
+    if isinstance(summary, str) and summary:
+        note = _text(summary)
     return (
         f'<section class="card" id="validation"><h2>Validation: {status}</h2>'
-        f'<p class="muted">{count}</p>{body}</section>'
+        f'<p class="muted">{note}</p>{body}</section>'
     )
 
 
@@ -226,8 +229,8 @@ def _figure(column: ColumnProfile, element: str) -> dict[str, Any] | None:
         left, right = positions[:-1], positions[1:]
         trace = {
             "type": "bar",
-            "x": [(a + b) / 2 for a, b in zip(left, right, strict=True)],
-            "width": [b - a for a, b in zip(left, right, strict=True)],
+            "x": [_finite(a / 2 + b / 2) for a, b in zip(left, right, strict=True)],
+            "width": [_finite(b - a) for a, b in zip(left, right, strict=True)],
             "y": list(column.histogram.counts),
             "customdata": [
                 [_text(_plain(a)), _text(_plain(b))]
@@ -238,7 +241,13 @@ def _figure(column: ColumnProfile, element: str) -> dict[str, Any] | None:
         }
         return {"id": element, "data": [trace], "layout": layout}
     if column.top_values:
-        labels = [_text(_label(value)) for value, _ in column.top_values]
+        labels: list[str] = []
+        for value, _ in column.top_values:  # distinct labels, or plotly would merge the bars
+            label, copy = _text(_label(value)), 1
+            while label in labels:
+                copy += 1
+                label = _text(f"{_label(value)} ({copy})")
+            labels.append(label)
         trace = {
             "type": "bar",
             "x": labels,
@@ -269,6 +278,10 @@ def _epoch_ms(text: Scalar) -> float:
     """Milliseconds since the epoch of an ISO 8601 datetime (as the profile writes them)."""
     stamp = np.datetime64(str(text).rstrip("Z"), "us")
     return float(stamp.astype(np.int64)) / 1e3
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _text(value: str) -> str:

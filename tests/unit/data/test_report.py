@@ -109,6 +109,30 @@ def test_anomalies_table(profile: DatasetProfile) -> None:
 
 
 def test_passed_validation_without_anomalies(profile: DatasetProfile) -> None:
-    page = render_profile_html(profile, title="t", validation={"passed": True, "anomalies": []})
+    validation = {"passed": True, "anomalies": [], "summary": "passed: 0 errors <b>"}
+    page = render_profile_html(profile, title="t", validation=validation)
     assert '<span class="passed">passed</span>' in page
     assert "No anomalies." in page
+    assert "passed: 0 errors &lt;b&gt;" in page
+
+
+def test_malformed_validation_does_not_break_the_page(profile: DatasetProfile) -> None:
+    validation = {"passed": False, "anomalies": ["disk on fire", {"column": None}]}
+    page = render_profile_html(profile, title="t", validation=validation)
+    assert "<td>disk on fire</td>" in page
+    assert "2 anomalies" in page
+
+
+def test_extreme_and_long_values_still_render() -> None:
+    prefix = "x" * 60
+    frame = pd.DataFrame(
+        {
+            "huge": [-1e308, 0.0, 1e308],
+            "long": [prefix + "a", prefix + "b", prefix + "b"],
+        }
+    )
+    page = render_profile_html(profile_table(frame), title="edge cases")
+    huge, long = _figures(page)
+    assert sum(huge["data"][0]["y"]) == 3  # type: ignore[index]
+    labels = long["data"][0]["x"]  # type: ignore[index]
+    assert labels == ["x" * 39 + "…", "x" * 39 + "… (2)"]  # truncated, yet two bars
