@@ -644,6 +644,19 @@ def sqlite_modes(results: list[dict[str, Measurement]]) -> dict[str, str]:
     return modes
 
 
+def runtimes(results: list[dict[str, Measurement]]) -> str:
+    """Describe the Python and SQLite versions the workers ran with, e.g. for RESULTS.md."""
+    seen: dict[str, str] = {}
+    for by_tool in results:
+        for tool, m in by_tool.items():
+            if m.ok and tool not in seen:
+                py, sq = m.extra.get("python", "?"), m.extra.get("sqlite", "?")
+                seen[tool] = f"Python {py}, SQLite {sq}"
+    if len(set(seen.values())) == 1:
+        return f"{next(iter(seen.values()))} for " + (" and ".join(LABELS[t] for t in seen))
+    return "; ".join(f"{LABELS[t]} on {v}" for t, v in seen.items()) or "no worker finished"
+
+
 def cpu_model() -> str:
     """Return the CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
     try:
@@ -667,7 +680,7 @@ def write_results(path: Path, tables: list[Table], note_lines: list[str],
     parts.append(f"## {now}\n")
     parts.append(f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, "
                  f"{platform.platform()}")
-    parts.append(f"- Versions: {vers}; Python {env_info['python']}, SQLite {env_info['sqlite']}")
+    parts.append(f"- Versions: {vers}; {env_info['runtime']}")
     parts.append(f"- 1-minute load average: {env_info['load']}; benchmark took {env_info['total']}")
     parts.append(f"- Command: `{shlex.join(argv)}`\n")
     for head, rows in tables:
@@ -799,9 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - started
     print(f"\nTotal benchmark time: {total:.0f} s")
 
-    extras = [m.extra for r in results for m in r.values() if m.ok]
-    env_info = {"python": extras[0].get("python", "?") if extras else platform.python_version(),
-                "sqlite": extras[0].get("sqlite", "?") if extras else "?",
+    env_info = {"runtime": runtimes(results),
                 "load": f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end",
                 "total": f"{total:.0f} s"}
     if args.json:
