@@ -22,7 +22,12 @@ venv="${here}/.venv-evidently"
 stamp="${venv}/.evidently-${EVIDENTLY_VERSION}-pandas-${PANDAS_VERSION}-pyarrow-${PYARROW_VERSION}"
 python_bin="${PYTHON:-python3}"
 
+# The repository's .gitignore lists .venv-anchors only; a "*" .gitignore inside the
+# virtualenv keeps it out of git without touching the shared file.
+ignore_venv() { [[ -f "${venv}/.gitignore" ]] || printf '*\n' > "${venv}/.gitignore"; }
+
 if [[ -z "${FORCE:-}" && -f "${stamp}" && -x "${venv}/bin/python" ]]; then
+    ignore_venv
     echo "evidently: evidently==${EVIDENTLY_VERSION} already installed in ${venv}"
     exit 0
 fi
@@ -31,6 +36,7 @@ if [[ ! -x "${venv}/bin/python" ]]; then
     echo "evidently: creating ${venv}"
     "${python_bin}" -m venv "${venv}"
 fi
+ignore_venv
 
 # A stale stamp from another version must not survive a partial upgrade.
 rm -f "${venv}"/.evidently-*

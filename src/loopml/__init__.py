@@ -23,6 +23,7 @@ from loopml.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from loopml.pipelines.dsl import pipeline, step
 from loopml.tracking.fluent import (
     ActiveRun,
     active_run,
@@ -51,7 +52,7 @@ from loopml.tracking.fluent import (
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("data", "datasets")
+_LAZY_MODULES = ("data", "datasets", "pipelines", "triggers")
 
 
 def __getattr__(name: str) -> _Any:
@@ -60,7 +61,8 @@ def __getattr__(name: str) -> _Any:
     if name in _LAZY_MODULES:
         import importlib
 
-        return importlib.import_module(f"loopml.{name}")
+        target = "pipelines.triggers" if name == "triggers" else name
+        return importlib.import_module(f"loopml.{target}")
     raise AttributeError(f"module 'loopml' has no attribute {name!r}")
 
 
@@ -98,10 +100,14 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "pipeline",
+    "pipelines",
     "restore_run",
     "search_runs",
     "set_experiment",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
+    "triggers",
 ]

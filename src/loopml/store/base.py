@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from loopml.entities.data import Dataset, DatasetVersion, LineageEdge, ValidationRecord
+from loopml.entities.pipelines import PipelineRun, PipelineStatus, StepExecution
 from loopml.entities.search import Clause, OrderBy
 from loopml.entities.tracking import (
     ArtifactEntry,
@@ -324,4 +325,51 @@ class DatasetStore(Protocol):
         self, name: str, version: int | None = None
     ) -> list[ValidationRecord]:
         """Return validation results of a dataset (or one version), newest first."""
+        ...
+
+
+@runtime_checkable
+class PipelineStore(Protocol):
+    """Persists pipeline runs and their step executions."""
+
+    def create_pipeline_run(self, run: PipelineRun) -> None:
+        """Record a new pipeline run."""
+        ...
+
+    def finish_pipeline_run(
+        self, run_id: str, status: PipelineStatus, end_time: int, error: str | None = None
+    ) -> None:
+        """Record how a pipeline run ended."""
+        ...
+
+    def get_pipeline_run(self, run_id: str) -> PipelineRun:
+        """Return a pipeline run or raise :class:`NotFound`."""
+        ...
+
+    def list_pipeline_runs(
+        self, pipeline_name: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[PipelineRun]:
+        """Return pipeline runs, newest first."""
+        ...
+
+    def list_pipelines(self) -> list[dict[str, Any]]:
+        """One summary per pipeline name: runs, last run id, status and start time."""
+        ...
+
+    def save_step_execution(self, execution: StepExecution) -> None:
+        """Insert or replace a step execution."""
+        ...
+
+    def list_step_executions(self, pipeline_run_id: str) -> list[StepExecution]:
+        """Return a pipeline run's step executions in the order they were recorded."""
+        ...
+
+    def find_cached_execution(self, step_name: str, cache_key: str) -> StepExecution | None:
+        """The latest COMPLETED execution of a step with this cache key, or None."""
+        ...
+
+    def previous_step_execution(
+        self, pipeline_name: str, step_name: str, before_run_id: str
+    ) -> StepExecution | None:
+        """The latest successful execution of the step in earlier runs of the pipeline."""
         ...

@@ -11,6 +11,7 @@ from loopml.store.base import (
     BlobStore,
     DatasetStore,
     ExperimentStore,
+    PipelineStore,
     RunArtifactStore,
     RunStore,
 )
@@ -78,5 +79,30 @@ def open_data_stores(settings: Settings) -> DataStores:
 
     return DataStores(
         datasets=SqlDatasetStore(settings.resolved_store_uri),
+        blobs=open_blob_store(settings.resolved_artifact_uri),
+    )
+
+
+@dataclass(frozen=True)
+class PipelineStores:
+    """The backends the pipeline runner needs."""
+
+    pipelines: PipelineStore
+    blobs: BlobStore
+
+
+def open_pipeline_stores(settings: Settings) -> PipelineStores:
+    """Open the pipeline metadata store and the blob store the settings name."""
+    if settings.tracking_uri:
+        raise InvalidInput(
+            "pipelines record their runs in the metadata store directly: set "
+            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI instead of LOOPML_TRACKING_URI",
+            field="tracking_uri",
+        )
+    from loopml.store.artifacts import open_blob_store
+    from loopml.store.sql.pipelines import SqlPipelineStore
+
+    return PipelineStores(
+        pipelines=SqlPipelineStore(settings.resolved_store_uri),
         blobs=open_blob_store(settings.resolved_artifact_uri),
     )

@@ -16,7 +16,8 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -90,14 +91,14 @@ def _stack() -> list[ActiveRun]:
 class ActiveRun:
     """The run a ``with lm.start_run()`` block logs into; also usable without ``with``."""
 
-    def __init__(self, run: Run, service: TrackingService) -> None:
+    def __init__(self, run: Run, service: TrackingService, *, heartbeat: bool = True) -> None:
         self._run = run
         self._service = service
         self._heartbeat_stop = threading.Event()
-        self._heartbeat = threading.Thread(
-            target=self._beat, name=f"loopml-heartbeat-{run.run_id}", daemon=True
-        )
-        self._heartbeat.start()
+        if heartbeat:
+            threading.Thread(
+                target=self._beat, name=f"loopml-heartbeat-{run.run_id}", daemon=True
+            ).start()
 
     @property
     def info(self) -> Run:
@@ -261,6 +262,26 @@ def start_run(
         _all_active.append(active)
     stack.append(active)
     return active
+
+
+@contextmanager
+def use_run(run_id: str | None) -> Iterator[ActiveRun | None]:
+    """Make an existing run the active run of this thread for a block, without ending it.
+
+    Pipeline steps use it so that ``lm.log_metric`` inside a step lands in the step's run;
+    the run's owner (the pipeline runner) starts and ends it.
+    """
+    if run_id is None:
+        yield None
+        return
+    service = get_service()
+    attached = ActiveRun(service.get_run(run_id), service, heartbeat=False)
+    stack = _stack()
+    stack.append(attached)
+    try:
+        yield attached
+    finally:
+        stack.remove(attached)
 
 
 def active_run() -> ActiveRun | None:

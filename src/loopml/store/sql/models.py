@@ -241,3 +241,133 @@ class ValidationResultRow(Base):
     reference: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     result_json: Mapped[str] = mapped_column(Text, nullable=False)
     created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class PipelineRunRow(Base):
+    """A pipeline run."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, index=True)
+    pipeline_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    start_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    executor: Mapped[str] = mapped_column(String(64), nullable=False)
+    host: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    trigger: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StepExecutionRow(Base):
+    """One step execution of a pipeline run."""
+
+    __tablename__ = "step_executions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline_run_id: Mapped[str] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    step_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    step_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    cache_key: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    start_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    end_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    executor: Mapped[str] = mapped_column(String(64), nullable=False)
+    host: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    inputs_json: Mapped[str] = mapped_column(Text, nullable=False)
+    outputs_json: Mapped[str] = mapped_column(Text, nullable=False)
+    upstream_json: Mapped[str] = mapped_column(Text, nullable=False)
+    logs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cache_reason: Mapped[str] = mapped_column(Text, nullable=False)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ScheduleRow(Base):
+    """A cron schedule of a pipeline."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True, nullable=False)
+    pipeline_ref: Mapped[str] = mapped_column(String(512), nullable=False)
+    cron: Mapped[str] = mapped_column(String(128), nullable=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    catchup: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_fire_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ScheduleFireRow(Base):
+    """One firing of a schedule; the unique key makes every firing happen once."""
+
+    __tablename__ = "schedule_fires"
+
+    schedule_id: Mapped[int] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    fire_time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fired_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    pipeline_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class TriggerRow(Base):
+    """A pipeline run on events of a kind."""
+
+    __tablename__ = "triggers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True, nullable=False)
+    pipeline_ref: Mapped[str] = mapped_column(String(512), nullable=False)
+    event_kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    match_json: Mapped[str] = mapped_column(Text, nullable=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class EventRow(Base):
+    """An event that triggers may react to."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    payload_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TriggerFireRow(Base):
+    """A trigger's reaction to one event; the unique key makes it happen once."""
+
+    __tablename__ = "trigger_fires"
+
+    trigger_id: Mapped[int] = mapped_column(
+        ForeignKey("triggers.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    fired_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    pipeline_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class LockRow(Base):
+    """A named lease: one process at a time holds it until it expires."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    expires_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
