@@ -198,6 +198,12 @@ def column_order() -> list[str]:
     return names
 
 
+def described_columns() -> dict[str, str]:
+    """Every column's name and how it is generated."""
+    columns: list[NumericColumn | CategoricalColumn] = [*NUMERIC, *CATEGORICAL]
+    return {c.name: c.describe() for c in columns}
+
+
 def shifted_columns() -> list[str]:
     """The columns whose distribution differs in the current frame (the ground truth)."""
     return [c.name for c in NUMERIC if c.shift_std] + [c.name for c in CATEGORICAL if c.shifted]
@@ -254,6 +260,7 @@ def generate(rows: int, seed: int, folder: Path) -> tuple[Path, Path, float]:
         for num in NUMERIC:
             rng = rngs[num.name]
             shift = num.shift_std * num.std if side == "current" else 0.0
+            values: Any
             if num.dist == "normal":
                 values = rng.normal(num.params[0], num.params[1], rows) + shift
             elif num.dist == "lognormal":
@@ -285,7 +292,7 @@ def generate(rows: int, seed: int, folder: Path) -> tuple[Path, Path, float]:
                 "seed": seed,
                 "generator_version": GENERATOR_VERSION,
                 "shifted": shifted_columns(),
-                "columns": {c.name: c.describe() for c in (*NUMERIC, *CATEGORICAL)},
+                "columns": described_columns(),
             },
             indent=2,
         )
@@ -426,6 +433,7 @@ def _task_evidently(task: str, ref: Any, cur: Any) -> tuple[float, dict[str, Any
     if task != "drift-preset":
         raise ValueError(f"unknown evidently task {task!r}")
     import evidently
+    import pandas as pd
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -447,8 +455,13 @@ def _task_evidently(task: str, ref: Any, cur: Any) -> tuple[float, dict[str, Any
         out["column_types"] = {
             str(name): str(infer_column_type(ref[name]).value) for name in ref.columns
         }
-    except Exception as exc:  # noqa: BLE001 - an internal helper; never fail the run on it
+    except Exception as exc:  # an internal helper: never fail the run on it
         out["column_types_error"] = repr(exc)
+    out["distinct_values"] = {
+        str(name): int(pd.concat([ref[name], cur[name]]).nunique())
+        for name in ref.columns
+        if str(ref[name].dtype).startswith("int")
+    }
     return seconds, out
 
 
@@ -473,18 +486,25 @@ def worker_main(spec_json: str) -> int:
     load_s = time.perf_counter() - t0
     gc.collect()
     rss_loaded = _rss_kib("VmRSS")
+    # Resetting the peak (VmHWM) lowers ru_maxrss too, so keep the loading peak first.
+    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset = _reset_peak_rss()
     run = _task_loopml if spec["tool"] == "loopml" else _task_evidently
     seconds, out = run(spec["task"], ref, cur)
+    call_peak = _rss_kib("VmHWM") if reset else None
+    rusage_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out.update(
         {
             "seconds": seconds,
             "load_s": load_s,
             "rows": len(cur),
             "columns": len(cur.columns),
-            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            # The whole process (loading and the timed call), as ru_maxrss would report
+            # it without the reset.
+            "peak_rss_kib": max(load_peak, rusage_peak, call_peak or 0),
+            "load_peak_rss_kib": load_peak,
             "rss_loaded_kib": rss_loaded,
-            "call_peak_rss_kib": _rss_kib("VmHWM") if reset else None,
+            "call_peak_rss_kib": call_peak if reset else rusage_peak,
             "python": platform.python_version(),
             "pandas": pd.__version__,
             "pyarrow": pyarrow.__version__,
@@ -537,7 +557,7 @@ class Measurement:
     @property
     def median(self) -> float:
         """Median seconds over the repeats."""
-        return statistics.median(r["seconds"] for r in self.results)
+        return float(statistics.median(float(r["seconds"]) for r in self.results))
 
     @property
     def peak_rss_kib(self) -> int:
@@ -747,10 +767,11 @@ def memory_table(measurements: list[Measurement]) -> Table:
     """Where the memory goes: after loading the frames, and during the timed call."""
     head = [
         "Process",
+        "load time",
+        "peak RSS while loading",
         "RSS with both frames loaded",
         "peak RSS during the call",
         "peak RSS of the process",
-        "load time",
     ]
     rows = []
     for m in measurements:
@@ -761,10 +782,11 @@ def memory_table(measurements: list[Measurement]) -> Table:
         rows.append(
             [
                 label,
+                fmt_s(float(last["load_s"])),
+                fmt_mib(last.get("load_peak_rss_kib")),
                 fmt_mib(last.get("rss_loaded_kib")),
                 fmt_mib(last.get("call_peak_rss_kib")),
                 fmt_mib(m.peak_rss_kib),
-                fmt_s(float(last["load_s"])),
             ]
         )
     return head, rows
@@ -775,7 +797,7 @@ def column_table(
 ) -> Table:
     """Per-column verdicts side by side, with the generated ground truth."""
     shifted = set(shifted_columns())
-    described = {c.name: c.describe() for c in (*NUMERIC, *CATEGORICAL)}
+    described = described_columns()
     head = [
         "Column",
         "Generated as",
@@ -841,18 +863,24 @@ def build_notes(
 ) -> list[str]:
     """Explain the numbers and list every disagreement with its cause."""
     n_num, n_cat = len(NUMERIC), len(CATEGORICAL)
+    kinds = {"normal": 0, "lognormal": 0, "int": 0}
+    for col in NUMERIC:
+        kinds["int" if col.is_int else col.dist] += 1
+    mix = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
     shifted = shifted_columns()
     out = [
         f"Data: one synthetic set (seed {args.seed}), reference and current frames of "
-        f"{args.rows:,} rows x {n_num + n_cat} columns ({n_num} numeric: 5 normal, 3 "
-        f"lognormal, 4 int; {n_cat} categorical strings with 3-20 categories), read from "
+        f"{args.rows:,} rows x {n_num + n_cat} columns ({n_num} numeric: {mix}; "
+        f"{n_cat} categorical strings with 3-20 categories), read from "
         f"Parquet into pandas DataFrames before the timer. Shifted in the current frame: "
         f"{', '.join(shifted)} ({len(shifted)} columns); the rest are drawn again from the "
         "same distribution.",
         f"Each task ran {args.repeat} time(s), each time in a fresh process; times are "
         "wall-clock seconds of the library call only (imports and Parquet reading excluded); "
-        "ratio = Evidently / loopml. Peak RSS is the process's ru_maxrss, which includes "
-        "both loaded frames (see the memory table).",
+        "ratio = Evidently / loopml. Peak RSS is the process's high-water mark (ru_maxrss): "
+        "reading both frames and the timed call. The memory table splits it: the counter is "
+        "reset after loading (/proc/self/clear_refs), so 'during the call' is the call's own "
+        "peak, the loaded frames included.",
         "Evidently's time is `Report([DataDriftPreset()]).run(current_data=..., "
         "reference_data=...)`: its column typing, one drift test per column, the drifted-"
         "column count and the report widgets it builds on the way; reading the verdicts "
@@ -909,13 +937,14 @@ def build_notes(
                 f"{cmp.max_score_diff:.2e}."
             )
         types = ev.get("column_types", {})
+        distinct = ev.get("distinct_values", {})
         for name in cmp.method_diff:
             lm, evv = lm_verdicts[name], ev_verdicts[name]
-            col = next((c for c in NUMERIC if c.name == name), None)
+            spec = next((c for c in NUMERIC if c.name == name), None)
             cause = ""
-            if col is not None and col.is_int and types.get(name) == "cat":
+            if spec is not None and spec.is_int and types.get(name) == "cat":
                 cause = (
-                    f" Cause: `{name}` is an int64 column with {len(col.values) or '?'} "
+                    f" Cause: `{name}` is an int64 column with {distinct.get(name, '?')} "
                     "distinct values. Evidently 0.7 types int columns with at most 10 "
                     "distinct values as categorical (`INTEGER_CARDINALITY_LIMIT = 10` in "
                     "`evidently.core.datasets.infer_column_type`) and so tests it with "
