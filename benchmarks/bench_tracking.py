@@ -95,8 +95,10 @@ def _worker_loopml(mode: str, n: int, repeat: int, run_name: str) -> dict[str, A
                 key = ONE_BY_ONE_KEY
             else:
                 ts = _now_ms()
-                metrics = [lm.Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
-                           for i in range(n)]
+                metrics = [
+                    lm.Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
+                    for i in range(n)
+                ]
                 start = time.perf_counter()
                 lm.log_batch(metrics=metrics)
                 times.append(time.perf_counter() - start)
@@ -104,8 +106,12 @@ def _worker_loopml(mode: str, n: int, repeat: int, run_name: str) -> dict[str, A
             run_id = run.run_id
         stored.append(len(lm.get_service().get_metric_history(run_id, key)))
         _progress(rep, repeat, times[-1])
-    return {"times": times, "import_s": import_s, "stored": stored,
-            "version": _dist_version("loopml", getattr(lm, "__version__", "?"))}
+    return {
+        "times": times,
+        "import_s": import_s,
+        "stored": stored,
+        "version": _dist_version("loopml", getattr(lm, "__version__", "?")),
+    }
 
 
 def _worker_mlflow(mode: str, n: int, repeat: int, run_name: str) -> dict[str, Any]:
@@ -133,8 +139,9 @@ def _worker_mlflow(mode: str, n: int, repeat: int, run_name: str) -> dict[str, A
                 key = ONE_BY_ONE_KEY
             else:
                 ts = _now_ms()
-                metrics = [Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i)
-                           for i in range(n)]
+                metrics = [
+                    Metric(key=BATCH_KEY, value=_value(i), timestamp=ts, step=i) for i in range(n)
+                ]
                 start = time.perf_counter()
                 # The client splits this into calls of at most MAX_METRICS_PER_BATCH metrics.
                 client.log_batch(run_id, metrics=metrics)
@@ -142,8 +149,13 @@ def _worker_mlflow(mode: str, n: int, repeat: int, run_name: str) -> dict[str, A
                 key = BATCH_KEY
         stored.append(len(client.get_metric_history(run_id, key)))
         _progress(rep, repeat, times[-1])
-    return {"times": times, "import_s": import_s, "stored": stored,
-            "version": mlflow.__version__, "max_metrics_per_batch": MAX_METRICS_PER_BATCH}
+    return {
+        "times": times,
+        "import_s": import_s,
+        "stored": stored,
+        "version": mlflow.__version__,
+        "max_metrics_per_batch": MAX_METRICS_PER_BATCH,
+    }
 
 
 def _progress(rep: int, repeat: int, seconds: float) -> None:
@@ -165,8 +177,9 @@ def worker_main(spec_json: str) -> int:
     """Entry point of the worker subprocess: run one measurement and print its JSON result."""
     spec = json.loads(spec_json)
     funcs = {"loopml": _worker_loopml, "mlflow": _worker_mlflow}
-    result = funcs[spec["tool"]](spec["mode"], int(spec["n"]), int(spec["repeat"]),
-                                 spec["run_name"])
+    result = funcs[spec["tool"]](
+        spec["mode"], int(spec["n"]), int(spec["repeat"]), spec["run_name"]
+    )
     import sqlite3
 
     result["python"] = platform.python_version()
@@ -200,8 +213,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("local-one", "Local SQLite: log_metric one by one", "one_by_one", remote=False),
     Scenario("local-batch", "Local SQLite: one log_batch", "batch", remote=False),
     Scenario("remote-batch", "Server (HTTP, SQLite): one log_batch", "batch", remote=True),
-    Scenario("remote-one", "Server (HTTP, SQLite): log_metric one by one", "one_by_one",
-             remote=True),
+    Scenario(
+        "remote-one", "Server (HTTP, SQLite): log_metric one by one", "one_by_one", remote=True
+    ),
 )
 
 
@@ -252,39 +266,58 @@ class BenchError(RuntimeError):
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """Return the parent environment without any loopml/MLflow settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LOOPML_", "MLFLOW_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "GIT_PYTHON_REFRESH": "quiet",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LOOPML_", "MLFLOW_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "GIT_PYTHON_REFRESH": "quiet",
+        }
+    )
     env.update(extra)
     return env
 
 
-def run_worker(tool: ToolSetup, scenario: Scenario, n: int, repeat: int, env: dict[str, str],
-               cwd: Path) -> dict[str, Any]:
+def run_worker(
+    tool: ToolSetup, scenario: Scenario, n: int, repeat: int, env: dict[str, str], cwd: Path
+) -> dict[str, Any]:
     """Run all repeats of one scenario in a fresh subprocess and return its parsed result.
 
     The worker's progress lines are relayed as they arrive; everything else it prints is kept
     for the error message.
     """
-    spec = json.dumps({"tool": tool.name, "mode": scenario.mode, "n": n, "repeat": repeat,
-                       "run_name": scenario.key})
+    spec = json.dumps(
+        {
+            "tool": tool.name,
+            "mode": scenario.mode,
+            "n": n,
+            "repeat": repeat,
+            "run_name": scenario.key,
+        }
+    )
     cmd = [str(tool.python), str(Path(__file__).resolve()), "--worker", spec]
     other: list[str] = []
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, env={**env, **tool.extra_env}, cwd=cwd, stdout=out,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd,
+            env={**env, **tool.extra_env},
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         watchdog = threading.Timer(WORKER_TIMEOUT_S, proc.kill)
         watchdog.start()
         try:
             assert proc.stderr is not None
             for line in proc.stderr:
                 if line.startswith(PROGRESS_MARKER):
-                    label, _, secs = line[len(PROGRESS_MARKER):].rpartition(": ")
+                    label, _, secs = line[len(PROGRESS_MARKER) :].rpartition(": ")
                     say(f"    {LABELS[tool.name]:<7} {label}: {fmt_s(float(secs))}")
                 else:
                     other.append(line.rstrip("\n"))
@@ -298,7 +331,7 @@ def run_worker(tool: ToolSetup, scenario: Scenario, n: int, repeat: int, env: di
         stdout = out.read()
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARKER):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARKER) :])
             break
     else:
         tail = "\n".join((stdout.strip().splitlines() + other)[-15:])
@@ -345,15 +378,34 @@ def tail_of(path: Path, lines: int = 20) -> str:
 def server_command(tool: ToolSetup, port: int, home: Path, workers: int) -> list[str]:
     """Return the command that starts ``tool``'s tracking server on 127.0.0.1:``port``."""
     if tool.name == "loopml":
-        base = [str(tool.script)] if tool.script.exists() else [
-            str(tool.python), "-m", "loopml.cli.main"]
-        return [*base, "server", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(workers)]
+        base = (
+            [str(tool.script)]
+            if tool.script.exists()
+            else [str(tool.python), "-m", "loopml.cli.main"]
+        )
+        return [
+            *base,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
     return [
-        str(tool.script), "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination", str(home / "artifacts"),
-        "--workers", str(workers),
+        str(tool.script),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+        "--workers",
+        str(workers),
     ]
 
 
@@ -363,13 +415,20 @@ def running_server(tool: ToolSetup, home: Path, workers: int) -> Iterator[str]:
     port = free_port()
     # MLflow 3 also starts a background job runner (GenAI jobs, several huey consumers) that
     # keeps both cores busy for ~20 s after /health answers; metric logging never uses it.
-    env = clean_env({"LOOPML_HOME": str(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                     **tool.extra_env})
+    env = clean_env(
+        {"LOOPML_HOME": str(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **tool.extra_env}
+    )
     log = home / "server.log"
     cmd = server_command(tool, port, home, workers)
     with log.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log_file,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=home,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         took = wait_healthy(f"{base}/health", proc, log, SERVER_START_TIMEOUT_S)
@@ -406,8 +465,15 @@ def fresh_dir(work_dir: Path, label: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{label}-", dir=work_dir))
 
 
-def measure(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
-            work_dir: Path, keep: bool, workers: int) -> dict[str, Measurement]:
+def measure(
+    tools: Sequence[ToolSetup],
+    scenario: Scenario,
+    n: int,
+    repeat: int,
+    work_dir: Path,
+    keep: bool,
+    workers: int,
+) -> dict[str, Measurement]:
     """Measure one scenario for every tool: one fresh folder and one fresh worker per tool.
 
     Local scenarios point the worker at an embedded SQLite store in the folder; server
@@ -422,12 +488,21 @@ def measure(tools: Sequence[ToolSetup], scenario: Scenario, n: int, repeat: int,
                 client_home = home / "client"
                 client_home.mkdir()
                 with running_server(tool, home, workers) as base:
-                    env = clean_env({"LOOPML_HOME": str(client_home),
-                                     "LOOPML_TRACKING_URI": base, "MLFLOW_TRACKING_URI": base})
+                    env = clean_env(
+                        {
+                            "LOOPML_HOME": str(client_home),
+                            "LOOPML_TRACKING_URI": base,
+                            "MLFLOW_TRACKING_URI": base,
+                        }
+                    )
                     res = run_worker(tool, scenario, n, repeat, env, client_home)
             else:
-                env = clean_env({"LOOPML_HOME": str(home),
-                                 "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"})
+                env = clean_env(
+                    {
+                        "LOOPML_HOME": str(home),
+                        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+                    }
+                )
                 res = run_worker(tool, scenario, n, repeat, env, home)
             m.times = [float(t) for t in res["times"]]
             m.extra = res
@@ -471,11 +546,19 @@ def wal_env(work_dir: Path) -> dict[str, str]:
 
 def probe_version(tool: ToolSetup) -> str:
     """Return the installed version of ``tool`` as its own interpreter sees it."""
-    code = (f"from importlib import metadata; import {tool.name}; "
-            f"print(metadata.version({tool.name!r}))")
-    proc = subprocess.run([str(tool.python), "-c", code], env=clean_env({}),
-                          cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=120,
-                          check=False)
+    code = (
+        f"from importlib import metadata; import {tool.name}; "
+        f"print(metadata.version({tool.name!r}))"
+    )
+    proc = subprocess.run(
+        [str(tool.python), "-c", code],
+        env=clean_env({}),
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise BenchError(f"cannot import {tool.name} with {tool.python}:\n{tail}")
@@ -524,19 +607,40 @@ Table = tuple[list[str], list[list[str]]]
 
 def build_tables(results: list[dict[str, Measurement]], extrapolate_to: int) -> list[Table]:
     """Build the main table and the per-call table for the one-by-one scenarios."""
-    main_head = ["Scenario", "Metrics", "loopml median", "loopml min", "MLflow median",
-                 "MLflow min", "MLflow / loopml"]
+    main_head = [
+        "Scenario",
+        "Metrics",
+        "loopml median",
+        "loopml min",
+        "MLflow median",
+        "MLflow min",
+        "MLflow / loopml",
+    ]
     main_rows: list[list[str]] = []
-    call_head = ["Scenario (one by one)", "loopml per call", f"loopml ≈{extrapolate_to:,}",
-                 "MLflow per call", f"MLflow ≈{extrapolate_to:,}"]
+    call_head = [
+        "Scenario (one by one)",
+        "loopml per call",
+        f"loopml ≈{extrapolate_to:,}",
+        "MLflow per call",
+        f"MLflow ≈{extrapolate_to:,}",
+    ]
     call_rows: list[list[str]] = []
     for by_tool in results:
         lm, mf = by_tool.get("loopml"), by_tool.get("mlflow")
         any_m = lm or mf
         assert any_m is not None
         sc = any_m.scenario
-        main_rows.append([sc.title, f"{any_m.n:,}", cell(lm, "median"), cell(lm, "min"),
-                          cell(mf, "median"), cell(mf, "min"), fmt_ratio(lm, mf)])
+        main_rows.append(
+            [
+                sc.title,
+                f"{any_m.n:,}",
+                cell(lm, "median"),
+                cell(lm, "min"),
+                cell(mf, "median"),
+                cell(mf, "min"),
+                fmt_ratio(lm, mf),
+            ]
+        )
         if sc.mode == "one_by_one":
             row = [sc.title]
             for m in (lm, mf):
@@ -558,15 +662,21 @@ def render_plain(head: list[str], rows: list[list[str]]) -> str:
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
     for r in rows:
-        out.append("  ".join((c.ljust(w) if i == 0 else c.rjust(w))
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        out.append(
+            "  ".join(
+                (c.ljust(w) if i == 0 else c.rjust(w))
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(out)
 
 
 def render_markdown(head: list[str], rows: list[list[str]]) -> str:
     """Render a table as GitHub Markdown (first column left, the rest right-aligned)."""
-    out = ["| " + " | ".join(head) + " |",
-           "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|"]
+    out = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|",
+    ]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
 
@@ -592,21 +702,34 @@ def print_tables(tables: list[Table]) -> None:
         console.print(table)
 
 
-def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
-          workers: int) -> list[str]:
+def notes(
+    args: argparse.Namespace, results: list[dict[str, Measurement]], workers: int
+) -> list[str]:
     """Explain what the numbers mean (printed and written to RESULTS.md)."""
     out = [
         f"Times are wall-clock seconds of the logging calls only. Each scenario runs per tool "
         f"in one fresh process on a fresh folder, {args.repeat} repeat(s) as new runs in that "
         "process; ratio = MLflow median / loopml median.",
-        f"One by one: both tools make the same N fluent `log_metric(key, value, step=i)` "
-        f"calls (N = {args.one_by_one_n:,} local, {args.remote_one_by_one_n:,} against the "
-        f"server, see the Metrics column); the per-call table extrapolates linearly to "
-        f"{args.batch_n:,} calls.",
     ]
-    mf_batch = next((r["mlflow"] for r in results
-                     if "mlflow" in r and r["mlflow"].scenario.mode == "batch"
-                     and r["mlflow"].ok), None)
+    one = [sc for sc in chosen_scenarios(args) if sc.mode == "one_by_one"]
+    if one:
+        ns = ", ".join(
+            f"{scenario_n(args, sc):,} {'against the server' if sc.remote else 'local'}"
+            for sc in one
+        )
+        out.append(
+            f"One by one: both tools make the same N fluent `log_metric(key, value, "
+            f"step=i)` calls (N = {ns}); the per-call table extrapolates linearly to "
+            f"{args.batch_n:,} calls."
+        )
+    mf_batch = next(
+        (
+            r["mlflow"]
+            for r in results
+            if "mlflow" in r and r["mlflow"].scenario.mode == "batch" and r["mlflow"].ok
+        ),
+        None,
+    )
     if mf_batch is not None:
         cap = mf_batch.extra.get("max_metrics_per_batch")
         if cap and args.batch_n > cap:
@@ -614,22 +737,28 @@ def notes(args: argparse.Namespace, results: list[dict[str, Measurement]],
             out.append(
                 f"Batch: one `log_batch` call with {args.batch_n:,} metrics per tool; MLflow's "
                 f"client splits it into {calls} store/REST calls of at most {cap:,} metrics "
-                "(MAX_METRICS_PER_BATCH), which is included in its time.")
+                "(MAX_METRICS_PER_BATCH), which is included in its time."
+            )
     modes = sqlite_modes(results)
     if modes:
-        out.append("SQLite journal mode as found in the local database files: " + ", ".join(
-            f"{LABELS[t]} {mode}" for t, mode in modes.items()) + (
-            " (MLflow forced to WAL + synchronous=NORMAL with --mlflow-wal)"
-            if args.mlflow_wal else
-            "; loopml opens SQLite with WAL + synchronous=NORMAL, MLflow keeps SQLite's "
-            "defaults (rollback journal, synchronous=FULL); --mlflow-wal gives MLflow "
-            "loopml's settings"))
+        out.append(
+            "SQLite journal mode as found in the local database files: "
+            + ", ".join(f"{LABELS[t]} {mode}" for t, mode in modes.items())
+            + (
+                " (MLflow forced to WAL + synchronous=NORMAL with --mlflow-wal)"
+                if args.mlflow_wal
+                else "; loopml opens SQLite with WAL + synchronous=NORMAL, MLflow keeps SQLite's "
+                "defaults (rollback journal, synchronous=FULL); --mlflow-wal gives MLflow "
+                "loopml's settings"
+            )
+        )
     if any(s.remote for s in chosen_scenarios(args)):
         out.append(
             f"Server: each tool's own server on 127.0.0.1 backed by SQLite in a fresh folder, "
             f"{workers} worker process(es) each, started once per scenario and waited on "
             "`/health` before timing; the client is configured through "
-            "LOOPML_TRACKING_URI / MLFLOW_TRACKING_URI.")
+            "LOOPML_TRACKING_URI / MLFLOW_TRACKING_URI."
+        )
     return out
 
 
@@ -668,28 +797,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_results(path: Path, tables: list[Table], note_lines: list[str],
-                  versions: dict[str, str], env_info: dict[str, str], argv: list[str]) -> None:
+def write_results(
+    path: Path,
+    tables: list[Table],
+    note_lines: list[str],
+    versions: dict[str, str],
+    env_info: dict[str, str],
+    argv: list[str],
+) -> None:
     """Append a dated section with machine, versions and the tables to ``path``."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = []
     if not path.exists():
-        parts.append("# Tracking benchmark results\n\nMeasured numbers only, appended by "
-                     "`benchmarks/bench_tracking.py --write`. See `README.md` for the method.\n")
+        parts.append(
+            "# Benchmark results\n\nMeasured numbers only, appended by the "
+            "`--write` option of the scripts in this folder. See `README.md` for "
+            "the method.\n"
+        )
     vers = ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items())
-    parts.append(f"## {now}\n")
-    parts.append(f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, "
-                 f"{platform.platform()}")
+    parts.append(f"## Tracking: loopml vs MLflow — {env_info['started']}\n")
+    parts.append(
+        f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, {platform.platform()}"
+    )
     parts.append(f"- Versions: {vers}; {env_info['runtime']}")
     parts.append(f"- 1-minute load average: {env_info['load']}; benchmark took {env_info['total']}")
     parts.append(f"- Command: `{shlex.join(argv)}`\n")
     for head, rows in tables:
         parts.append(render_markdown(head, rows) + "\n")
     parts.extend(f"- {line}" for line in note_lines)
-    parts.append("")
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
     with path.open("a", encoding="utf-8") as fh:
-        if path.stat().st_size:
-            fh.write("\n")
+        if previous and not previous.endswith("\n\n"):
+            fh.write("\n" if previous.endswith("\n") else "\n\n")
         fh.write("\n".join(parts) + "\n")
 
 
@@ -711,38 +849,80 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     keys = [s.key for s in SCENARIOS]
     d = " (default: %(default)s)"
     p = argparse.ArgumentParser(
-        description="Time metric logging in loopml and MLflow side by side.")
+        description="Time metric logging in loopml and MLflow side by side."
+    )
     p.add_argument("--repeat", type=int, default=3, help="repeats per scenario and tool" + d)
-    p.add_argument("--one-by-one-n", type=int, default=2000,
-                   help="log_metric calls per repeat in local-one, same N for both tools" + d)
-    p.add_argument("--remote-one-by-one-n", type=int, default=None,
-                   help="log_metric calls per repeat in remote-one, same N for both tools "
-                        "(default: the smaller of --one-by-one-n and "
-                        f"{DEFAULT_REMOTE_ONE_BY_ONE_N:,}, to keep a default run near 5 min)")
-    p.add_argument("--batch-n", type=int, default=10_000,
-                   help="metrics in the single log_batch call" + d)
-    p.add_argument("--scenarios", nargs="+", choices=keys, default=keys, metavar="NAME",
-                   help=f"scenarios to run, any of: {', '.join(keys)} (default: all)")
-    p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
-                   help="tools to measure (default: both)")
-    p.add_argument("--server-workers", type=int, default=1,
-                   help="worker processes of each tracking server" + d)
-    p.add_argument("--mlflow-wal", action="store_true",
-                   help="run MLflow's SQLite with loopml's pragmas (journal_mode=WAL, "
-                        "synchronous=NORMAL) instead of SQLite's defaults")
-    p.add_argument("--loopml-python", type=Path, default=Path(sys.executable),
-                   help="interpreter with loopml installed (default: this one)")
-    p.add_argument("--mlflow-python", type=Path, default=DEFAULT_ANCHOR_PYTHON,
-                   help="interpreter with MLflow installed (default: "
-                        "benchmarks/.venv-anchors/bin/python, see setup_anchors.sh)")
-    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
-                   help="where the temporary stores are created (default: benchmarks/.work)")
+    p.add_argument(
+        "--one-by-one-n",
+        type=int,
+        default=2000,
+        help="log_metric calls per repeat in local-one, same N for both tools" + d,
+    )
+    p.add_argument(
+        "--remote-one-by-one-n",
+        type=int,
+        default=None,
+        help="log_metric calls per repeat in remote-one, same N for both tools "
+        "(default: the smaller of --one-by-one-n and "
+        f"{DEFAULT_REMOTE_ONE_BY_ONE_N:,}, to keep a default run near 5 min)",
+    )
+    p.add_argument(
+        "--batch-n", type=int, default=10_000, help="metrics in the single log_batch call" + d
+    )
+    p.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=keys,
+        default=keys,
+        metavar="NAME",
+        help=f"scenarios to run, any of: {', '.join(keys)} (default: all)",
+    )
+    p.add_argument(
+        "--tools",
+        nargs="+",
+        choices=TOOLS,
+        default=list(TOOLS),
+        help="tools to measure (default: both)",
+    )
+    p.add_argument(
+        "--server-workers", type=int, default=1, help="worker processes of each tracking server" + d
+    )
+    p.add_argument(
+        "--mlflow-wal",
+        action="store_true",
+        help="run MLflow's SQLite with loopml's pragmas (journal_mode=WAL, "
+        "synchronous=NORMAL) instead of SQLite's defaults",
+    )
+    p.add_argument(
+        "--loopml-python",
+        type=Path,
+        default=Path(sys.executable),
+        help="interpreter with loopml installed (default: this one)",
+    )
+    p.add_argument(
+        "--mlflow-python",
+        type=Path,
+        default=DEFAULT_ANCHOR_PYTHON,
+        help="interpreter with MLflow installed (default: "
+        "benchmarks/.venv-anchors/bin/python, see setup_anchors.sh)",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=DEFAULT_WORK_DIR,
+        help="where the temporary stores are created (default: benchmarks/.work)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary stores")
     p.add_argument("--write", action="store_true", help="append the results to --results")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                   help="results file (default: benchmarks/RESULTS.md)")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="also dump the raw timings as JSON")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="results file (default: benchmarks/RESULTS.md)",
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also dump the raw timings as JSON"
+    )
     args = p.parse_args(argv)
     if args.remote_one_by_one_n is None:
         args.remote_one_by_one_n = min(args.one_by_one_n, DEFAULT_REMOTE_ONE_BY_ONE_N)
@@ -764,6 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Turn SIGTERM into SystemExit so the servers and workers we started are stopped too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     pythons = {"loopml": args.loopml_python, "mlflow": args.mlflow_python}
     tools = [ToolSetup(t, Path(os.path.abspath(pythons[t]))) for t in TOOLS if t in args.tools]
 
@@ -781,8 +962,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     say("versions: " + ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items()))
     load_start = os.getloadavg()[0]
     if load_start > 0.5:
-        say(f"warning: 1-minute load average is {load_start:.2f} before starting; other "
-            "processes compete for the CPU and make the numbers noisier")
+        say(
+            f"warning: 1-minute load average is {load_start:.2f} before starting; other "
+            "processes compete for the CPU and make the numbers noisier"
+        )
 
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
     work_dir = args.work_dir.resolve() / run_id
@@ -794,8 +977,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sc in chosen_scenarios(args):
             n = scenario_n(args, sc)
             say(f"[{sc.key}] {sc.title}: {n:,} metrics x {args.repeat} repeats")
-            results.append(measure(tools, sc, n, args.repeat, work_dir, args.keep,
-                                   args.server_workers))
+            results.append(
+                measure(tools, sc, n, args.repeat, work_dir, args.keep, args.server_workers)
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -812,23 +996,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - started
     print(f"\nTotal benchmark time: {total:.0f} s")
 
-    env_info = {"runtime": runtimes(results),
-                "load": f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end",
-                "total": f"{total:.0f} s"}
+    env_info = {
+        "runtime": runtimes(results),
+        "started": started_at,
+        "load": f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end",
+        "total": f"{total:.0f} s",
+    }
     if args.json:
-        args.json.write_text(json.dumps({
-            "versions": versions, "env": env_info, "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "args": {k: str(v) for k, v in vars(args).items()},
-            "results": [{"tool": m.tool, "scenario": m.scenario.key, "n": m.n, "times": m.times,
-                         "error": m.error, "extra": m.extra}
-                        for r in results for m in r.values()],
-        }, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "versions": versions,
+                    "env": env_info,
+                    "cpu_count": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "results": [
+                        {
+                            "tool": m.tool,
+                            "scenario": m.scenario.key,
+                            "n": m.n,
+                            "times": m.times,
+                            "error": m.error,
+                            "extra": m.extra,
+                        }
+                        for r in results
+                        for m in r.values()
+                    ],
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     if args.write:
         if failed:
             say("not writing RESULTS.md: some measurements failed")
             return 1
-        write_results(args.results, tables, note_lines, versions, env_info,
-                      ["python", "benchmarks/bench_tracking.py", *raw])
+        write_results(
+            args.results,
+            tables,
+            note_lines,
+            versions,
+            env_info,
+            ["python", "benchmarks/bench_tracking.py", *raw],
+        )
         say(f"appended results to {args.results}")
     return 1 if failed else 0
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from loopml.cli import artifacts, data, experiments, runs, server
+from loopml.cli import artifacts, data, experiments, pipeline, runs, server
 from loopml.cli._common import JsonOption
 from loopml.cli._output import mask_uri, print_error, print_json, render_pairs
 from loopml.errors import LoopmlError
@@ -125,6 +125,7 @@ app.add_typer(runs.app)
 app.add_typer(artifacts.app)
 app.add_typer(server.app)
 app.add_typer(data.app)
+app.add_typer(pipeline.app)
 
 
 def _print_version(value: bool) -> None:

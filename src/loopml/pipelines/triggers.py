@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 from croniter import CroniterError, croniter
@@ -36,9 +37,11 @@ __all__ = [
     "delete_schedule",
     "delete_trigger",
     "disable_schedule",
+    "due_fire_times",
     "enable_schedule",
     "fire",
     "get_service",
+    "iso_utc",
     "list_events",
     "list_schedules",
     "list_triggers",
@@ -58,6 +61,10 @@ _KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _ATTR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MAX_REF_LENGTH = 512
+#: Most missed fire times of one schedule run in one pass with ``catchup=True``.
+MAX_CATCHUP_PER_TICK = 100
+#: Skipped fire times are counted up to this many.
+MAX_SKIP_COUNT = 10_000
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -82,6 +89,46 @@ def validate_cron(cron: str) -> str:
 def next_fire_time(cron: str, after: float) -> float:
     """Return the first fire time of ``cron`` strictly after ``after`` (epoch seconds, UTC)."""
     return float(croniter(cron, after).get_next(float))
+
+
+def due_fire_times(
+    cron: str, after: float, until: float, *, catchup: bool, limit: int = MAX_CATCHUP_PER_TICK
+) -> tuple[list[float], int]:
+    """Fire times of ``cron`` in ``(after, until]`` (epoch seconds, UTC) to run now.
+
+    Parameters
+    ----------
+    catchup : bool
+        Return every due time (oldest first, at most ``limit``), or only the most recent.
+
+    Returns
+    -------
+    (list of float, int)
+        The times to fire and how many earlier due times are skipped (0 with catchup).
+    """
+    if catchup:
+        times: list[float] = []
+        it = croniter(cron, after)
+        while len(times) < limit:
+            moment = float(it.get_next(float))
+            if moment > until:
+                break
+            times.append(moment)
+        return times, 0
+    # Fire times are whole seconds: the latest one <= until is the latest < floor(until) + 1.
+    latest = float(croniter(cron, float(int(until) + 1)).get_prev(float))
+    if latest <= after:
+        return [], 0
+    skipped = 0
+    it = croniter(cron, after)
+    while skipped < MAX_SKIP_COUNT and float(it.get_next(float)) < latest:
+        skipped += 1
+    return [latest], skipped
+
+
+def iso_utc(seconds: float) -> str:
+    """Format epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _validate_name(name: str, what: str) -> str:

@@ -17,13 +17,14 @@ from loopml import __version__
 from loopml.auth import AuthService
 from loopml.config import Settings, load_settings
 from loopml.errors import InvalidInput
+from loopml.pipelines.service import PipelineService
 from loopml.server.auth import authorize, public
 from loopml.server.errors import CatchAllMiddleware, install_error_handlers
-from loopml.server.routers import artifacts, experiments, runs
+from loopml.server.routers import artifacts, experiments, pipelines, runs
 from loopml.server.routers import auth as tokens
 from loopml.server.schemas import ErrorOut, HealthOut
 from loopml.server.security import BodyLimitMiddleware, BrowserGuardMiddleware, HostPolicy
-from loopml.store.registry import open_tracking_stores
+from loopml.store.registry import open_pipeline_stores, open_tracking_stores
 from loopml.tracking.service import TrackingService
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -97,6 +98,7 @@ def create_app(
         stores.artifacts,
         heartbeat_timeout=settings.run_heartbeat_timeout,
     )
+    pipeline_stores = open_pipeline_stores(settings)
     auth_service = AuthService(stores.auth) if stores.auth is not None else None
     if auth and auth_service is None:
         raise InvalidInput("auth needs a metadata store that keeps tokens", field="auth")
@@ -122,9 +124,11 @@ def create_app(
     )
     app.state.tracking = tracking
     app.state.auth = auth_service
+    app.state.pipelines = PipelineService(pipeline_stores.pipelines, pipeline_stores.blobs)
     app.state.auth_enabled = auth
     install_error_handlers(app)
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["health"])
-    for router in (experiments.router, runs.router, artifacts.router, tokens.router):
+    routers = (experiments.router, runs.router, artifacts.router, pipelines.router, tokens.router)
+    for router in routers:
         app.include_router(router)
     return app

@@ -8,12 +8,19 @@ from fastapi import Depends, Request
 
 from loopml.auth import AuthService
 from loopml.errors import NotFound, PermissionDenied
+from loopml.pipelines.service import PipelineService
 from loopml.tracking.service import TrackingService
 
 
 def get_tracking(request: Request) -> TrackingService:
     """Return the app's :class:`TrackingService`."""
     service: TrackingService = request.app.state.tracking
+    return service
+
+
+def get_pipelines(request: Request) -> PipelineService:
+    """Return the app's :class:`PipelineService`."""
+    service: PipelineService = request.app.state.pipelines
     return service
 
 
@@ -34,6 +41,7 @@ def get_auth_service(request: Request) -> AuthService:
 
 Tracking = Annotated[TrackingService, Depends(get_tracking)]
 Auth = Annotated[AuthService, Depends(get_auth_service)]
+Pipelines = Annotated[PipelineService, Depends(get_pipelines)]
 
 
 def checked_run_id(run_id: str) -> str:

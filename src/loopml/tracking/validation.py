@@ -121,26 +121,39 @@ def check_metrics(metrics: Any) -> list[Metric]:
     if isinstance(metrics, str | bytes | dict) or not hasattr(metrics, "__iter__"):
         raise InvalidInput("metrics must be a list of metrics", field="metrics")
     checked: list[Metric] = []
+    valid_keys: set[str] = set()
     for item in metrics:
+        if len(checked) >= MAX_BATCH_METRICS:
+            raise InvalidInput(f"at most {MAX_BATCH_METRICS} metrics per batch", field="metrics")
         if isinstance(item, Metric):
-            checked.append(make_metric(item.key, item.value, item.step, item.timestamp))
+            # Fast path for the common case (batches of thousands): plain floats and ints
+            # in range need no conversion, and each key is checked once per batch.
+            if (
+                item.key in valid_keys
+                and type(item.value) is float
+                and type(item.step) is int
+                and type(item.timestamp) is int
+                and -(2**63) <= item.step < 2**63
+                and -(2**63) <= item.timestamp < 2**63
+            ):
+                checked.append(item)
+                continue
+            metric = make_metric(item.key, item.value, item.step, item.timestamp)
         elif isinstance(item, dict):
             if "key" not in item or "value" not in item:
                 raise InvalidInput("each metric needs a key and a value", field="metrics")
-            checked.append(
-                make_metric(
-                    item["key"],
-                    _number_from_json(item["value"]),
-                    item.get("step"),
-                    item.get("timestamp"),
-                )
+            metric = make_metric(
+                item["key"],
+                _number_from_json(item["value"]),
+                item.get("step"),
+                item.get("timestamp"),
             )
         else:
             raise InvalidInput(
                 f"metrics must hold Metric objects, got {type(item).__name__}", field="metrics"
             )
-        if len(checked) > MAX_BATCH_METRICS:
-            raise InvalidInput(f"at most {MAX_BATCH_METRICS} metrics per batch", field="metrics")
+        valid_keys.add(metric.key)
+        checked.append(metric)
     return checked
 
 

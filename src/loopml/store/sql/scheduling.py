@@ -40,6 +40,37 @@ def _key(payload: dict[str, Any], fields: Sequence[str]) -> str:
 class SqlSchedulingStore(SqlStoreBase):
     """Schedules, triggers, events, their firings and named leases in SQL."""
 
+    def _insert_named(self, model: Any, what: str, values: dict[str, Any]) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(insert(model).values(enabled=True, **values))
+        except IntegrityError as exc:
+            raise Conflict(f"{what} {values['name']!r} already exists", field="name") from exc
+
+    def _set_run(self, fire_key: Any, key: Any, value: int, second: int, run_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(fire_key.table)
+                .where(fire_key == value, key == second)
+                .values(pipeline_run_id=run_id)
+            )
+
+    def _fires(self, fire_key: Any, order: Any, value: int, limit: int) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(fire_key.table).where(fire_key == value).order_by(order.desc()).limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def _delete(self, model: Any, fire_key: Any, name: str, what: str) -> None:
+        with self._write() as conn:
+            row_id = conn.execute(select(model.id).where(model.name == name)).scalar()
+            if row_id is None:
+                raise NotFound(f"{what} {name!r} does not exist", field="name")
+            # Firings go too (the foreign keys cascade as well, where they are enforced).
+            conn.execute(delete(fire_key.table).where(fire_key == row_id))
+            conn.execute(delete(model).where(model.id == row_id))
+
     # -- schedules ----------------------------------------------------------------------
     @staticmethod
     def _schedule(row: Any) -> Schedule:
@@ -65,29 +96,17 @@ class SqlSchedulingStore(SqlStoreBase):
         *,
         created_time: int | None = None,
     ) -> Schedule:
-        """Record an enabled schedule; :class:`Conflict` if the name is taken.
+        """Record an enabled schedule firing after ``created_time`` (epoch ms, now by default).
 
-        Parameters
-        ----------
-        created_time : int, optional
-            Epoch milliseconds from which fire times count; now by default.
+        Raises :class:`Conflict` if the name is taken.
         """
-        try:
-            with self._write() as conn:
-                conn.execute(
-                    insert(ScheduleRow).values(
-                        name=name,
-                        pipeline_ref=pipeline_ref,
-                        cron=cron,
-                        params_json=_dumps(params),
-                        catchup=catchup,
-                        enabled=True,
-                        created_time=now_ms() if created_time is None else created_time,
-                        last_fire_time=None,
-                    )
-                )
-        except IntegrityError as exc:
-            raise Conflict(f"schedule {name!r} already exists", field="name") from exc
+        values = {"name": name, "pipeline_ref": pipeline_ref, "cron": cron, "catchup": catchup}
+        created = now_ms() if created_time is None else created_time
+        self._insert_named(
+            ScheduleRow,
+            "schedule",
+            {**values, "params_json": _dumps(params), "created_time": created},
+        )
         return self.get_schedule(name)
 
     def list_schedules(self) -> list[Schedule]:
@@ -106,14 +125,7 @@ class SqlSchedulingStore(SqlStoreBase):
 
     def delete_schedule(self, name: str) -> None:
         """Delete a schedule and its firings; :class:`NotFound` if it does not exist."""
-        with self._write() as conn:
-            schedule_id = conn.execute(
-                select(ScheduleRow.id).where(ScheduleRow.name == name)
-            ).scalar()
-            if schedule_id is None:
-                raise NotFound(f"schedule {name!r} does not exist", field="name")
-            conn.execute(delete(ScheduleFireRow).where(ScheduleFireRow.schedule_id == schedule_id))
-            conn.execute(delete(ScheduleRow).where(ScheduleRow.id == schedule_id))
+        self._delete(ScheduleRow, ScheduleFireRow.schedule_id, name, "schedule")
 
     def set_schedule_enabled(self, name: str, enabled: bool) -> Schedule:
         """Enable or disable a schedule and return it."""
@@ -126,14 +138,10 @@ class SqlSchedulingStore(SqlStoreBase):
         return self.get_schedule(name)
 
     def claim_schedule_fire(self, schedule_id: int, fire_time: int, owner: str) -> bool:
-        """Claim the firing of a schedule at ``fire_time`` (epoch ms).
+        """Claim the firing of a schedule at ``fire_time`` (epoch ms) and make it the last.
 
-        Returns
-        -------
-        bool
-            True for exactly one caller per (schedule, fire time); False when another caller
-            claimed it, when a later time was fired already, or when the schedule is gone or
-            disabled. The schedule's ``last_fire_time`` moves to ``fire_time``.
+        True for exactly one caller per (schedule, fire time); False when another caller
+        claimed it, a later time was fired already, or the schedule is gone or disabled.
         """
         try:
             with self._write() as conn:
@@ -166,35 +174,13 @@ class SqlSchedulingStore(SqlStoreBase):
 
     def set_schedule_fire_run(self, schedule_id: int, fire_time: int, pipeline_run_id: str) -> None:
         """Record which pipeline run a schedule firing started."""
-        with self._write() as conn:
-            conn.execute(
-                update(ScheduleFireRow)
-                .where(
-                    ScheduleFireRow.schedule_id == schedule_id,
-                    ScheduleFireRow.fire_time == fire_time,
-                )
-                .values(pipeline_run_id=pipeline_run_id)
-            )
+        keys = (ScheduleFireRow.schedule_id, ScheduleFireRow.fire_time)
+        self._set_run(*keys, schedule_id, fire_time, pipeline_run_id)
 
     def list_schedule_fires(self, schedule_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """Return a schedule's firings (fire time, fired at, owner, run id), newest first."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(ScheduleFireRow)
-                .where(ScheduleFireRow.schedule_id == schedule_id)
-                .order_by(ScheduleFireRow.fire_time.desc())
-                .limit(limit)
-            ).all()
-        return [
-            {
-                "schedule_id": r.schedule_id,
-                "fire_time": r.fire_time,
-                "fired_at": r.fired_at,
-                "owner": r.owner,
-                "pipeline_run_id": r.pipeline_run_id,
-            }
-            for r in rows
-        ]
+        key = ScheduleFireRow.schedule_id
+        return self._fires(key, ScheduleFireRow.fire_time, schedule_id, limit)
 
     # -- triggers -----------------------------------------------------------------------
     def create_trigger(
@@ -206,21 +192,9 @@ class SqlSchedulingStore(SqlStoreBase):
         params: dict[str, Any],
     ) -> Trigger:
         """Record an enabled trigger; :class:`Conflict` if the name is taken."""
-        try:
-            with self._write() as conn:
-                conn.execute(
-                    insert(TriggerRow).values(
-                        name=name,
-                        pipeline_ref=pipeline_ref,
-                        event_kind=event_kind,
-                        match_json=_dumps(match),
-                        params_json=_dumps(params),
-                        enabled=True,
-                        created_time=now_ms(),
-                    )
-                )
-        except IntegrityError as exc:
-            raise Conflict(f"trigger {name!r} already exists", field="name") from exc
+        values = {"name": name, "pipeline_ref": pipeline_ref, "event_kind": event_kind}
+        jsons = {"match_json": _dumps(match), "params_json": _dumps(params)}
+        self._insert_named(TriggerRow, "trigger", {**values, **jsons, "created_time": now_ms()})
         return self.get_trigger(name)
 
     @staticmethod
@@ -262,21 +236,12 @@ class SqlSchedulingStore(SqlStoreBase):
 
     def delete_trigger(self, name: str) -> None:
         """Delete a trigger and its firings; :class:`NotFound` if it does not exist."""
-        with self._write() as conn:
-            trigger_id = conn.execute(select(TriggerRow.id).where(TriggerRow.name == name)).scalar()
-            if trigger_id is None:
-                raise NotFound(f"trigger {name!r} does not exist", field="name")
-            conn.execute(delete(TriggerFireRow).where(TriggerFireRow.trigger_id == trigger_id))
-            conn.execute(delete(TriggerRow).where(TriggerRow.id == trigger_id))
+        self._delete(TriggerRow, TriggerFireRow.trigger_id, name, "trigger")
 
     def claim_trigger_fire(self, trigger_id: int, event_id: int, owner: str) -> bool:
-        """Claim a trigger's reaction to an event.
+        """Claim a trigger's reaction to an event: True for exactly one caller.
 
-        Returns
-        -------
-        bool
-            True for exactly one caller per (trigger, event); False when another caller
-            claimed it or the trigger is gone or disabled.
+        False when another caller claimed it or the trigger is gone or disabled.
         """
         try:
             with self._write() as conn:
@@ -300,32 +265,13 @@ class SqlSchedulingStore(SqlStoreBase):
 
     def set_trigger_fire_run(self, trigger_id: int, event_id: int, pipeline_run_id: str) -> None:
         """Record which pipeline run a trigger firing started."""
-        with self._write() as conn:
-            conn.execute(
-                update(TriggerFireRow)
-                .where(TriggerFireRow.trigger_id == trigger_id, TriggerFireRow.event_id == event_id)
-                .values(pipeline_run_id=pipeline_run_id)
-            )
+        keys = (TriggerFireRow.trigger_id, TriggerFireRow.event_id)
+        self._set_run(*keys, trigger_id, event_id, pipeline_run_id)
 
     def list_trigger_fires(self, trigger_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """Return a trigger's firings (event id, fired at, owner, run id), newest first."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(TriggerFireRow)
-                .where(TriggerFireRow.trigger_id == trigger_id)
-                .order_by(TriggerFireRow.event_id.desc())
-                .limit(limit)
-            ).all()
-        return [
-            {
-                "trigger_id": r.trigger_id,
-                "event_id": r.event_id,
-                "fired_at": r.fired_at,
-                "owner": r.owner,
-                "pipeline_run_id": r.pipeline_run_id,
-            }
-            for r in rows
-        ]
+        key = TriggerFireRow.trigger_id
+        return self._fires(key, TriggerFireRow.event_id, trigger_id, limit)
 
     # -- events -------------------------------------------------------------------------
     @staticmethod
@@ -354,18 +300,9 @@ class SqlSchedulingStore(SqlStoreBase):
     ) -> list[Event]:
         """Record the payloads that no stored event of ``kind`` matches on ``unique_on``.
 
-        Parameters
-        ----------
-        lease : (str, str)
-            Lock name and owner: the insert happens only while this lease is held, checked
-            in the same transaction, so a scheduler that lost its lease records nothing.
-        now : float, optional
-            Epoch seconds the lease must still be valid at; the current time by default.
-
-        Raises
-        ------
-        Conflict
-            When the lease is not held.
+        The lease (lock name, owner) is checked in the same transaction, so a scheduler
+        that lost it records nothing: :class:`Conflict` when it is not held at ``now``
+        (epoch seconds, the current time by default).
         """
         now_at = int((time.time() if now is None else now) * 1000)
         name, owner = lease
@@ -399,13 +336,7 @@ class SqlSchedulingStore(SqlStoreBase):
         *,
         since_time: int | None = None,
     ) -> list[Event]:
-        """Return events with an id above ``after_id``, oldest first.
-
-        Parameters
-        ----------
-        since_time : int, optional
-            Only events created at or after this epoch-ms instant.
-        """
+        """Return events with an id above ``after_id`` (created from ``since_time`` ms on)."""
         query = select(EventRow).where(EventRow.id > after_id).order_by(EventRow.id).limit(limit)
         if kind is not None:
             query = query.where(EventRow.kind == kind)
@@ -413,22 +344,16 @@ class SqlSchedulingStore(SqlStoreBase):
             query = query.where(EventRow.created_time >= since_time)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [
-            Event(id=r.id, kind=r.kind, payload=json.loads(r.payload_json), created_time=r.created_time)
-            for r in rows
-        ]
+        return [Event(r.id, r.kind, json.loads(r.payload_json), r.created_time) for r in rows]
 
     # -- leases -------------------------------------------------------------------------
     def acquire_lock(
         self, name: str, owner: str, ttl_seconds: float, *, now: float | None = None
     ) -> bool:
-        """Take or renew the lease ``name`` for ``ttl_seconds``.
+        """Take or renew the lease ``name`` until ``ttl_seconds`` after ``now`` (epoch s).
 
-        Returns
-        -------
-        bool
-            True when the lease was free, expired or already ``owner``'s (it now expires
-            ``ttl_seconds`` after ``now``); False while another owner holds it.
+        True when it was free, expired or already ``owner``'s; False while another owner
+        holds it.
         """
         now_at = int((time.time() if now is None else now) * 1000)
         expires = now_at + int(ttl_seconds * 1000)
@@ -440,7 +365,9 @@ class SqlSchedulingStore(SqlStoreBase):
                     .with_for_update()
                 ).first()
                 if row is None:
-                    conn.execute(insert(LockRow).values(name=name, owner=owner, expires_time=expires))
+                    conn.execute(
+                        insert(LockRow).values(name=name, owner=owner, expires_time=expires)
+                    )
                     return True
                 if row.owner != owner and row.expires_time > now_at:
                     return False
