@@ -499,6 +499,9 @@ def worker_main(spec_json: str) -> int:
     cur = pd.read_parquet(spec["current"])
     load_s = time.perf_counter() - t0
     gc.collect()
+    # Hand the Arrow pool's free pages from reading back to the system, so that what the
+    # call allocates is not served from leftovers of the read (the same for both tools).
+    pyarrow.default_memory_pool().release_unused()
     rss_loaded = _rss_kib("VmRSS")
     # Resetting the peak (VmHWM) lowers ru_maxrss too, so keep the loading peak first.
     load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -20,14 +20,22 @@ import loopml as lm
 from loopml.pipelines import PipelineResult, StepOutput
 
 TARGET = "target"
-_source_calls = {"count": 0}
+
+
+def _source_is_up() -> bool:
+    """A stand-in for a remote source that is down on the first request ever made to it."""
+    marker = lm.load_settings().home / "pipeline-example-source-called"
+    if marker.exists():
+        return True
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return False
 
 
 @lm.step(retries=2, retry_backoff=0.5)
 def load_data() -> pd.DataFrame:
     """Read the raw table. The source fails once (simulated): the retry recovers."""
-    _source_calls["count"] += 1
-    if _source_calls["count"] == 1:
+    if not _source_is_up():
         raise ConnectionError("data source unavailable (simulated)")
     frame: pd.DataFrame = load_breast_cancer(as_frame=True).frame
     print(f"loaded {len(frame)} rows, {frame.shape[1] - 1} features")

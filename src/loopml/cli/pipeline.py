@@ -118,11 +118,22 @@ def list_runs(
         (
             Column("id", "Run", fmt=lambda v: short_id(str(v)), no_wrap=True),
             Column("pipeline_name", "Pipeline", style="bold", max_width=30),
-            Column("status", "Status", fmt=lambda v: _status(v, PIPELINE_STATUS_STYLES)),
-            Column("start_time", "Started", fmt=lambda v: format_time(v), no_wrap=True),
-            Column("duration", "Duration", justify="right", fmt=lambda v: format_duration(*v)),
+            Column(
+                "status",
+                "Status",
+                fmt=lambda v: _status(v, PIPELINE_STATUS_STYLES),
+                no_wrap=True,
+            ),
+            Column("start_time", "Started", fmt=lambda v: format_age(v), no_wrap=True),
+            Column(
+                "duration",
+                "Duration",
+                justify="right",
+                fmt=lambda v: format_duration(*v),
+                no_wrap=True,
+            ),
             Column("trigger", "Trigger", max_width=24),
-            Column("params", "Params", fmt=_params, max_width=40, no_wrap=True),
+            Column("params", "Params", fmt=_params, max_width=50),
         ),
         as_json=False,
         empty_message=(

@@ -33,9 +33,7 @@ from loopml.errors import InvalidInput
 if TYPE_CHECKING:
     from loopml.pipelines.triggers import TriggerService
 
-scheduler_app = typer.Typer(
-    name="scheduler", help="Run the scheduler that fires schedules and triggers."
-)
+scheduler_app = typer.Typer(name="scheduler")
 schedule_app = typer.Typer(
     name="schedule", help="Run pipelines on cron schedules.", no_args_is_help=True
 )
@@ -224,8 +222,8 @@ def show_schedule(name: str, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({**record, "fires": fires})
         return
-    render_pairs([(c.header, c.cell(record)) for c in _SCHEDULE_COLUMNS])
-    render_pairs([("params", _pairs_text(record["params"]))])
+    pairs = [(c.header, c.cell(record)) for c in _SCHEDULE_COLUMNS]
+    render_pairs([*pairs, ("Params", _pairs_text(record["params"]))])
     if fires:
         render_table(fires, _FIRE_COLUMNS, title="Recent firings")
 
@@ -326,8 +324,8 @@ def show_trigger(name: str, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({**record, "fires": fires})
         return
-    render_pairs([(c.header, c.cell(record)) for c in _TRIGGER_COLUMNS])
-    render_pairs([("params", _pairs_text(record["params"]))])
+    pairs = [(c.header, c.cell(record)) for c in _TRIGGER_COLUMNS]
+    render_pairs([*pairs, ("Params", _pairs_text(record["params"]))])
     if fires:
         columns = (Column("event_id", "Event", justify="right"), *_FIRE_COLUMNS[1:])
         render_table(fires, columns, title="Recent firings")

@@ -20,11 +20,11 @@ timeouts must kill the step.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 import uuid
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from contextlib import contextmanager
@@ -72,15 +72,19 @@ def run_on_worker(task: StepTask, payload: bytes | None) -> StepOutcome:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide Dask's start-up and shutdown chatter (and only that) from the caller."""
-    with warnings.catch_warnings():
-        # Closing a cluster while its comms wind down can emit resource or deprecation
-        # warnings from Dask's internals; they are not the caller's to act on.
-        warnings.simplefilter("ignore", ResourceWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", module=r"distributed(\..*)?$")
+def _quiet_logs() -> Iterator[None]:
+    """Keep Dask's shutdown chatter (a worker still busy with a timed-out step) off stderr.
+
+    Dask emits no Python warnings when a ``LocalCluster`` starts or closes, so none are
+    filtered here; only its own loggers are raised to ERROR while the cluster closes.
+    """
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
         yield
+    finally:
+        logger.setLevel(level)
 
 
 def _set_result(future: Future[StepOutcome], outcome: StepOutcome) -> None:
@@ -139,29 +143,34 @@ class DaskExecutor:
         return self._client
 
     def start(self, max_workers: int | None = None) -> None:
-        """Connect to the scheduler, or start a ``LocalCluster`` of worker processes."""
+        """Connect to the scheduler, or start a ``LocalCluster`` of worker processes.
+
+        Parameters
+        ----------
+        max_workers : int, optional
+            Caps the number of ``LocalCluster`` workers; a remote cluster ignores it.
+        """
         if self._client is not None:
             return
-        from distributed import Client, LocalCluster
-
-        with _quiet():
-            if self.address:
-                self._client = Client(self.address, set_as_default=False)
-                return
-            workers = min(self.n_workers, max_workers) if max_workers else self.n_workers
-            self._cluster = LocalCluster(
-                processes=True,
-                n_workers=workers,
-                threads_per_worker=self.threads_per_worker,
-                dashboard_address=None,
-                silence_logs=logging.WARNING,
-            )
-            try:
-                self._client = Client(self._cluster, set_as_default=False)
-            except BaseException:
-                self._cluster.close()
-                self._cluster = None
-                raise
+        # Imported here so that the module loads without Dask; untyped, hence Any.
+        distributed: Any = importlib.import_module("distributed")
+        if self.address:
+            self._client = distributed.Client(self.address, set_as_default=False)
+            return
+        workers = min(self.n_workers, max_workers) if max_workers else self.n_workers
+        self._cluster = distributed.LocalCluster(
+            processes=True,
+            n_workers=workers,
+            threads_per_worker=self.threads_per_worker,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
+        try:
+            self._client = distributed.Client(self._cluster, set_as_default=False)
+        except BaseException:
+            self._cluster.close()
+            self._cluster = None
+            raise
 
     def submit(self, task: StepTask, step: Step) -> Future[StepOutcome]:
         """Submit the attempt as a Dask task; its outcome resolves the returned future."""
@@ -221,13 +230,13 @@ class DaskExecutor:
         self._client = self._cluster = None
         if client is None:
             return
-        with _quiet():
-            if outstanding:
-                client.cancel([dask_future for _, dask_future in outstanding])
-            for future, _ in outstanding:
-                _set_error(future, CancelledError("the executor shut down"))
-            client.close()
-            if cluster is not None:
+        if outstanding:
+            client.cancel([dask_future for _, dask_future in outstanding])
+        for future, _ in outstanding:
+            _set_error(future, CancelledError("the executor shut down"))
+        client.close()
+        if cluster is not None:
+            with _quiet_logs():
                 cluster.close()
 
     def _offers(self, resources: dict[str, float]) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 from loopml.entities.data import DatasetVersion
 from loopml.entities.pipelines import Schedule, Trigger
-from loopml.errors import Conflict, InvalidInput, NotFound
+from loopml.errors import Conflict, InvalidInput, LoopmlError, NotFound
 from loopml.pipelines.triggers import (
     MAX_SKIP_COUNT,
     NEW_DATASET,
@@ -133,6 +133,7 @@ class Scheduler:
         self._cursors: dict[tuple[int, int], int] = {}
         self._attempted: set[tuple[int, int]] = set()
         self._bad_crons: set[tuple[int, str]] = set()
+        self._started: list[str] = []
 
     # -- the lease ----------------------------------------------------------------------
     @property
@@ -183,32 +184,32 @@ class Scheduler:
             self._lease_now = lambda: fixed
         if not self._renew():
             return []
-        started: list[str] = []
+        self._started = []
         try:
-            started += self._fire_schedules(now)
+            self._fire_schedules(now)
             triggers = [t for t in self.store.list_triggers() if t.enabled]
             self._record_dataset_events(triggers)
-            started += self._fire_triggers(triggers)
+            self._fire_triggers(triggers)
         except LeaseLost:
             logger.warning("scheduler %s lost the lease during a pass; it stops", self.owner)
-        return started
+        return list(self._started)
 
     def _start(self, ref: str, params: dict[str, Any], trigger: str) -> str | None:
         try:
-            return self._run(ref, dict(params), trigger)
+            run_id = self._run(ref, dict(params), trigger)
         except (Exception, SystemExit):
             logger.exception("pipeline %s (%s) failed", ref, trigger)
             return None
+        self._started.append(run_id)
+        return run_id
 
     # -- schedules ----------------------------------------------------------------------
-    def _fire_schedules(self, now: float) -> list[str]:
-        started: list[str] = []
+    def _fire_schedules(self, now: float) -> None:
         for schedule in self.store.list_schedules():
             if schedule.enabled:
-                started += self._fire_schedule(schedule, now)
-        return started
+                self._fire_schedule(schedule, now)
 
-    def _fire_schedule(self, schedule: Schedule, now: float) -> list[str]:
+    def _fire_schedule(self, schedule: Schedule, now: float) -> None:
         start_ms = schedule.last_fire_time or schedule.created_time
         try:
             cron = validate_cron(schedule.cron)
@@ -217,7 +218,7 @@ class Scheduler:
             if (schedule.id, schedule.cron) not in self._bad_crons:
                 self._bad_crons.add((schedule.id, schedule.cron))
                 logger.error("schedule %r never fires: %s", schedule.name, exc.message)
-            return []
+            return
         if skipped:
             logger.warning(
                 "schedule %r skips %s missed run(s) after %s (catchup is off); it runs for %s",
@@ -226,7 +227,6 @@ class Scheduler:
                 iso_utc(start_ms / 1000),
                 iso_utc(times[0]),
             )
-        started: list[str] = []
         for moment in times:
             fire_ms = int(moment * 1000)
             self._ensure_lease()
@@ -240,8 +240,6 @@ class Scheduler:
             )
             if run_id is not None:
                 self.store.set_schedule_fire_run(schedule.id, fire_ms, run_id)
-                started.append(run_id)
-        return started
 
     # -- new dataset versions -----------------------------------------------------------
     def _record_dataset_events(self, triggers: list[Trigger]) -> None:
@@ -299,8 +297,7 @@ class Scheduler:
             return []
 
     # -- triggers -----------------------------------------------------------------------
-    def _fire_triggers(self, triggers: list[Trigger]) -> list[str]:
-        started: list[str] = []
+    def _fire_triggers(self, triggers: list[Trigger]) -> None:
         settled_before = int(time.time() * 1000) - EVENT_SETTLE_MS
         for trigger in triggers:
             key = (trigger.id, trigger.created_time)
@@ -324,13 +321,11 @@ class Scheduler:
                         )
                         if run_id is not None:
                             self.store.set_trigger_fire_run(trigger.id, event.id, run_id)
-                            started.append(run_id)
                 advancing = advancing and event.created_time < settled_before
                 if advancing:
                     cursor = event.id
             self._cursors[key] = cursor
             self._attempted = {a for a in self._attempted if a[0] != trigger.id or a[1] > cursor}
-        return started
 
     # -- the loop -----------------------------------------------------------------------
     def run_forever(self, stop: threading.Event | None = None) -> None:
@@ -346,6 +341,8 @@ class Scheduler:
                 while not stop.is_set():
                     try:
                         self.tick()
+                    except LoopmlError as exc:  # e.g. the database is down: no traceback
+                        logger.warning("scheduler pass failed, retrying: %s", exc.message)
                     except Exception:
                         logger.exception("scheduler pass failed; retrying")
                     stop.wait(self.poll_interval)
@@ -359,7 +356,10 @@ class Scheduler:
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGTERM and SIGINT while inside (main thread only)."""
+    """Set ``stop`` on SIGTERM and SIGINT while inside (main thread only).
+
+    A second SIGINT interrupts at once (``KeyboardInterrupt``), e.g. a long pipeline run.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -367,6 +367,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in signals}
 
     def _handler(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         logger.info("received %s; stopping after the current pass", signal.Signals(signum).name)
         stop.set()
 

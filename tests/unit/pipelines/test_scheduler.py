@@ -74,12 +74,13 @@ def test_due_fire_times() -> None:
         2,
     )
     # The bounds: (after, until].
-    assert due_fire_times("0 * * * *", ts("2026-01-01T01:00"), ts("2026-01-01T02:00"), catchup=False)[
-        0
-    ] == [ts("2026-01-01T02:00")]
-    assert due_fire_times("0 * * * *", ts("2026-01-01T02:00"), ts("2026-01-01T02:59"), catchup=True)[
-        0
-    ] == []
+    assert due_fire_times(
+        "0 * * * *", ts("2026-01-01T01:00"), ts("2026-01-01T02:00"), catchup=False
+    )[0] == [ts("2026-01-01T02:00")]
+    assert (
+        due_fire_times("0 * * * *", ts("2026-01-01T02:00"), ts("2026-01-01T02:59"), catchup=True)[0]
+        == []
+    )
     times, _ = due_fire_times("* * * * *", 0, ts("2026-01-01T00:00"), catchup=True, limit=5)
     assert len(times) == 5
 
@@ -129,7 +130,12 @@ def test_matches() -> None:
 # -- schedules ----------------------------------------------------------------------------
 def test_schedule_fires_when_due_and_once(store: SqlSchedulingStore, runner: FakeRunner) -> None:
     store.create_schedule(
-        "hourly", "flows:train", "0 * * * *", {"lr": 0.1}, False, created_time=ms("2026-01-01T00:30")
+        "hourly",
+        "flows:train",
+        "0 * * * *",
+        {"lr": 0.1},
+        False,
+        created_time=ms("2026-01-01T00:30"),
     )
     scheduler = make(runner)
     assert scheduler.tick(ts("2026-01-01T00:59:59")) == []
@@ -138,8 +144,9 @@ def test_schedule_fires_when_due_and_once(store: SqlSchedulingStore, runner: Fak
     assert runner.calls == [("flows:train", {"lr": 0.1}, "schedule:hourly@2026-01-01T01:00:00Z")]
     assert scheduler.tick(ts("2026-01-01T01:00:30")) == []
     assert store.get_schedule("hourly").last_fire_time == ms("2026-01-01T01:00")
-    assert store.list_schedule_fires(store.get_schedule("hourly").id)[0]["pipeline_run_id"] == (
-        started[0]
+    assert (
+        store.list_schedule_fires(store.get_schedule("hourly").id)[0]["pipeline_run_id"]
+        == (started[0])
     )
 
 
@@ -355,3 +362,29 @@ def test_the_default_runner_runs_a_real_pipeline(tmp_path: Path) -> None:
     run = SqlPipelineStore(load_settings().resolved_store_uri).get_pipeline_run(started[0])
     assert run.trigger == f"event:go#{event.id}"
     assert run.params.get("x") == 21
+
+
+def test_run_forever_survives_store_errors(
+    runner: FakeRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from loopml.errors import StoreUnavailable
+
+    scheduler = make(runner, poll_interval=0.01)
+    stop = threading.Event()
+    passes: list[int] = []
+    real_tick = scheduler.tick
+
+    def flaky_tick(now: float | None = None) -> list[str]:
+        passes.append(1)
+        if len(passes) == 1:
+            raise StoreUnavailable("metadata store error: connection refused")
+        if len(passes) == 2:
+            raise RuntimeError("a bug")
+        stop.set()
+        return real_tick(now)
+
+    monkeypatch.setattr(scheduler, "tick", flaky_tick)
+    with caplog.at_level(logging.WARNING, logger="loopml.pipelines.scheduler"):
+        scheduler.run_forever(stop)
+    assert len(passes) == 3
+    assert "connection refused" in caplog.text and "a bug" in caplog.text

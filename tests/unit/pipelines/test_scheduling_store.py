@@ -155,9 +155,7 @@ def test_unique_events_need_the_lease_and_are_deduplicated(store: SqlSchedulingS
     )
     assert [e.payload["version"] for e in again] == [3]
     with pytest.raises(Conflict):
-        store.add_unique_events(
-            "new_dataset", payloads, ("dataset",), lease=("l", "b"), now=None
-        )
+        store.add_unique_events("new_dataset", payloads, ("dataset",), lease=("l", "b"), now=None)
 
 
 def _race(count: int, attempt: Callable[[str], bool]) -> list[bool]:
