@@ -15,9 +15,9 @@ import typer
 from typer.core import TyperGroup
 
 from loopml.cli import artifacts, data, experiments, pipeline, runs, server
-from loopml.cli.scheduler import schedule_app, scheduler_app, trigger_app
 from loopml.cli._common import JsonOption
 from loopml.cli._output import mask_uri, print_error, print_json, render_pairs
+from loopml.cli.scheduler import schedule_app, scheduler_app, trigger_app
 from loopml.errors import LoopmlError
 
 try:
