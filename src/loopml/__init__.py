@@ -52,12 +52,16 @@ from loopml.tracking.fluent import (
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("data", "datasets", "pipelines", "triggers")
+_LAZY_MODULES = ("data", "datasets", "models", "pipelines", "registry", "triggers")
 
 
 def __getattr__(name: str) -> _Any:
     # lm.data and lm.datasets pull in pyarrow and numpy: import them on first use so that
     # `import loopml` (and every CLI start) stays fast.
+    if name == "log_model":
+        from loopml.models import log_model
+
+        return log_model
     if name in _LAZY_MODULES:
         import importlib
 
@@ -96,12 +100,15 @@ __all__ = [
     "log_figure",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "log_table",
     "log_text",
+    "models",
     "pipeline",
     "pipelines",
+    "registry",
     "restore_run",
     "search_runs",
     "set_experiment",

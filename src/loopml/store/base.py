@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from loopml.entities.data import Dataset, DatasetVersion, LineageEdge, ValidationRecord
 from loopml.entities.pipelines import PipelineRun, PipelineStatus, StepExecution
+from loopml.entities.registry import AuditEntry, ModelVersion, RegisteredModel
 from loopml.entities.search import Clause, OrderBy
 from loopml.entities.tracking import (
     ArtifactEntry,
@@ -372,4 +373,71 @@ class PipelineStore(Protocol):
         self, pipeline_name: str, step_name: str, before_run_id: str
     ) -> StepExecution | None:
         """The latest successful execution of the step in earlier runs of the pipeline."""
+        ...
+
+
+@runtime_checkable
+class RegistryStore(Protocol):
+    """Persists registered models, versions, aliases, tags and the audit trail."""
+
+    def create_registered_model(
+        self,
+        name: str,
+        description: str = "",
+        user: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> RegisteredModel:
+        """Create a registered model."""
+        ...
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        """Return a registered model."""
+        ...
+
+    def list_registered_models(self) -> list[RegisteredModel]:
+        """Return every registered model."""
+        ...
+
+    def create_model_version(self, version: ModelVersion) -> ModelVersion:
+        """Record a new version (numbered by the store)."""
+        ...
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        """Return one version."""
+        ...
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]:
+        """Return a model's versions."""
+        ...
+
+    def set_version_status(
+        self, name: str, version: int, status: str, reason: str, user: str
+    ) -> None:
+        """Change a version's status."""
+        ...
+
+    def set_version_field(
+        self, name: str, version: int, field: str, value: dict[str, Any], user: str
+    ) -> None:
+        """Store a version's evaluation or gate result."""
+        ...
+
+    def set_tag(self, name: str, version: int, key: str, value: str, user: str) -> None:
+        """Tag a model (version 0) or a version."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str, user: str) -> int | None:
+        """Point an alias at a version; return the previous version."""
+        ...
+
+    def delete_alias(self, name: str, alias: str, reason: str, user: str) -> int:
+        """Remove an alias; return the version it pointed at."""
+        ...
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        """Return the version an alias points at."""
+        ...
+
+    def list_audit(self, name: str) -> list[AuditEntry]:
+        """Return the audit trail of a model."""
         ...

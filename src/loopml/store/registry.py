@@ -12,6 +12,7 @@ from loopml.store.base import (
     DatasetStore,
     ExperimentStore,
     PipelineStore,
+    RegistryStore,
     RunArtifactStore,
     RunStore,
 )
@@ -105,4 +106,29 @@ def open_pipeline_stores(settings: Settings) -> PipelineStores:
     return PipelineStores(
         pipelines=SqlPipelineStore(settings.resolved_store_uri),
         blobs=open_blob_store(settings.resolved_artifact_uri),
+    )
+
+
+@dataclass(frozen=True)
+class RegistryStores:
+    """The backends the registry service needs."""
+
+    registry: RegistryStore
+    lineage: DatasetStore | None
+
+
+def open_registry_stores(settings: Settings) -> RegistryStores:
+    """Open the registry store the settings name."""
+    if settings.tracking_uri:
+        raise InvalidInput(
+            "the model registry is not served over the tracking server's REST API yet: set "
+            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI instead of LOOPML_TRACKING_URI",
+            field="tracking_uri",
+        )
+    from loopml.store.sql.datasets import SqlDatasetStore
+    from loopml.store.sql.registry import SqlRegistryStore
+
+    return RegistryStores(
+        registry=SqlRegistryStore(settings.resolved_store_uri),
+        lineage=SqlDatasetStore(settings.resolved_store_uri),
     )

@@ -46,8 +46,13 @@ def client(live_server: LiveServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def run_in_server(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run pipelines into the live server's store (its LOOPML_HOME)."""
+    """Run pipelines into the stores the live server reads."""
+    # The stores themselves, not only the server's home: the session server may have been
+    # created while another test's LOOPML_STORE_URI was still in the environment.
+    service = live_server.app.state.pipelines
     monkeypatch.setenv("LOOPML_HOME", str(live_server.home))
+    monkeypatch.setenv("LOOPML_STORE_URI", service.store.uri)
+    monkeypatch.setenv("LOOPML_ARTIFACT_URI", service.blobs.uri)
 
     def run(pipeline: Pipeline, **params: Any) -> PipelineResult:
         return pipeline.run(params)

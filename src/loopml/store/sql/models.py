@@ -371,3 +371,80 @@ class LockRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     owner: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
     expires_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class RegisteredModelRow(Base):
+    """A registered model."""
+
+    __tablename__ = "registered_models"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_update_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ModelVersionRow(Base):
+    """A registered model version."""
+
+    __tablename__ = "model_versions"
+
+    name: Mapped[str] = mapped_column(
+        ForeignKey("registered_models.name", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    artifact_path: Mapped[str] = mapped_column(String(1024), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    flavor: Mapped[str] = mapped_column(String(64), nullable=False)
+    signature_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metrics_json: Mapped[str] = mapped_column(Text, nullable=False)
+    datasets_json: Mapped[str] = mapped_column(Text, nullable=False)
+    code_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    user: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    evaluation_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gate_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_update_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ModelTagRow(Base):
+    """A tag on a registered model (version 0) or on one version."""
+
+    __tablename__ = "model_tags"
+
+    name: Mapped[str] = mapped_column(
+        ForeignKey("registered_models.name", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class ModelAliasRow(Base):
+    """An alias (``champion``, ``challenger``...) pointing at one version."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(
+        ForeignKey("registered_models.name", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class AuditRow(Base):
+    """An entry of the registry's audit trail."""
+
+    __tablename__ = "model_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, index=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    from_value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    to_value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    user: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    time: Mapped[int] = mapped_column(BigInteger, nullable=False)
