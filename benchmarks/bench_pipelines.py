@@ -51,13 +51,53 @@ STEPS = 10
 TIMEOUT_S = 900.0
 
 # --------------------------------------------------------------------------------------------
-# The three scripts. Each prints one MARKER line of JSON: the timed run, the import time, the
-# pipeline's output and how many steps ran or came from the cache.
+# The scripts. Each is COMMON followed by the tool's part, and prints one MARKER line of JSON:
+# the timed run, the import time, the pipeline's output and how many steps ran or came from
+# the cache. Modes: first (a run on a fresh store; records the modules the run imported
+# lazily), rerun (a run as is), preloaded (import the modules the first run loaded lazily,
+# then time the run: "excluding imports"), warm (a run, then a second one timed in the same
+# process); loopml only: process and dask (a first run on that executor).
 # --------------------------------------------------------------------------------------------
-LOOPML_SCRIPT = '''
-import json, sys, time
+COMMON = """
+import importlib, json, sys, time
+from pathlib import Path
 
 T0 = time.perf_counter()
+LAZY_FILE = Path("lazy_modules.json")
+
+
+def preload():
+    t = time.perf_counter()
+    names = json.loads(LAZY_FILE.read_text()) if LAZY_FILE.exists() else []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            pass
+    return time.perf_counter() - t
+
+
+def timed(call, mode, report, key="run_s"):
+    if mode == "preloaded":
+        report["preload_s"] = preload()
+    before = set(sys.modules)
+    t = time.perf_counter()
+    value = call()
+    report[key] = time.perf_counter() - t
+    if mode == "first" and not LAZY_FILE.exists():
+        LAZY_FILE.write_text(json.dumps(sorted(set(sys.modules) - before)))
+    return value
+
+
+def tally(statuses):
+    found = {}
+    for status in statuses:
+        status = str(getattr(status, "value", status)).lower()
+        found[status] = found.get(status, 0) + 1
+    return found
+"""
+
+LOOPML_PART = """
 import loopml as lm
 
 IMPORT_S = time.perf_counter() - T0
@@ -90,7 +130,7 @@ def bench_pipeline(n: int = 3):
 
 
 class KeepRunning:
-    """Delegates to an executor but leaves shutting it down to the caller (timed apart)."""
+    \"\"\"Delegates to an executor but leaves shutting it down to the caller (timed apart).\"\"\"
 
     def __init__(self, inner):
         self.inner, self.name = inner, inner.name
@@ -108,13 +148,6 @@ class KeepRunning:
         pass
 
 
-def counts(result):
-    found = {}
-    for execution in result.steps.values():
-        found[execution.status.value] = found.get(execution.status.value, 0) + 1
-    return found
-
-
 def main():
     mode, n = sys.argv[1], int(sys.argv[2])
     report = {"import_s": IMPORT_S}
@@ -127,31 +160,24 @@ def main():
         dask.start()
         report["cluster_start_s"] = time.perf_counter() - t
         executor = KeepRunning(dask)
-    t = time.perf_counter()
-    result = bench_pipeline.run({"n": n}, executor=executor)
-    report["run_s"] = time.perf_counter() - t
+    result = timed(lambda: bench_pipeline.run({"n": n}, executor=executor), mode, report)
     if mode == "dask":
         t = time.perf_counter()
         dask.shutdown()
         report["cluster_close_s"] = time.perf_counter() - t
-    report["counts"] = counts(result)
+    report["counts"] = tally(s.status for s in result.steps.values())
     report["output"] = result.output()
     if mode == "warm":
-        t = time.perf_counter()
-        again = bench_pipeline.run({"n": n})
-        report["warm_s"] = time.perf_counter() - t
-        report["warm_counts"] = counts(again)
+        again = timed(lambda: bench_pipeline.run({"n": n}), mode, report, "warm_s")
+        report["warm_counts"] = tally(s.status for s in again.steps.values())
     print("BENCH_RESULT " + json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
-ZENML_SCRIPT = """
-import json, sys, time
-
-T0 = time.perf_counter()
+ZENML_PART = """
 from zenml import pipeline, step
 
 IMPORT_S = time.perf_counter() - T0
@@ -183,27 +209,15 @@ def bench_pipeline(n: int = 3) -> None:
     combine(*(branch(x, k) for k in range(1, 6)))
 
 
-def counts(run):
-    found = {}
-    for step_run in run.steps.values():
-        status = str(getattr(step_run.status, "value", step_run.status))
-        found[status] = found.get(status, 0) + 1
-    return found
-
-
 def main():
     mode, n = sys.argv[1], int(sys.argv[2])
     report = {"import_s": IMPORT_S}
-    t = time.perf_counter()
-    run = bench_pipeline(n=n)
-    report["run_s"] = time.perf_counter() - t
-    report["counts"] = counts(run)
+    run = timed(lambda: bench_pipeline(n=n), mode, report)
+    report["counts"] = tally(s.status for s in run.steps.values())
     report["output"] = run.steps["combine"].output.load()
     if mode == "warm":
-        t = time.perf_counter()
-        again = bench_pipeline(n=n)
-        report["warm_s"] = time.perf_counter() - t
-        report["warm_counts"] = counts(again)
+        again = timed(lambda: bench_pipeline(n=n), mode, report, "warm_s")
+        report["warm_counts"] = tally(s.status for s in again.steps.values())
     print("BENCH_RESULT " + json.dumps(report), flush=True)
 
 
@@ -211,32 +225,30 @@ if __name__ == "__main__":
     main()
 """
 
-PLAIN_SCRIPT = '''
-import hashlib, inspect, json, os, pickle, sys, time
-from pathlib import Path
+PLAIN_PART = """
+import hashlib, inspect, os, pickle
 
-T0 = time.perf_counter()
 IMPORT_S = time.perf_counter() - T0
 CACHE = Path(os.environ["BENCH_CACHE_DIR"])
-HITS = {"cached": 0, "completed": 0}
+STATUSES = []
 
 
 def cached(function):
-    """Naive step cache: a pickle file per (function source, arguments)."""
+    \"\"\"Naive step cache: one pickle file per (function source, arguments).\"\"\"
     source = inspect.getsource(function)
 
     def wrapper(*args):
         key = hashlib.sha256(pickle.dumps((source, args))).hexdigest()
         path = CACHE / (key + ".pkl")
         if path.exists():
-            HITS["cached"] += 1
+            STATUSES.append("cached")
             return pickle.loads(path.read_bytes())
         value = function(*args)
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(pickle.dumps(value))
         os.replace(tmp, path)
-        HITS["completed"] += 1
+        STATUSES.append("completed")
         return value
 
     return wrapper
@@ -270,22 +282,22 @@ def bench_pipeline(n=3):
 def main():
     mode, n = sys.argv[1], int(sys.argv[2])
     report = {"import_s": IMPORT_S}
-    t = time.perf_counter()
-    report["output"] = bench_pipeline(n)
-    report["run_s"] = time.perf_counter() - t
-    report["counts"] = {k: v for k, v in HITS.items() if v}
+    report["output"] = timed(lambda: bench_pipeline(n), mode, report)
+    report["counts"] = tally(STATUSES)
     if mode == "warm":
-        HITS.update(cached=0, completed=0)
-        t = time.perf_counter()
-        bench_pipeline(n)
-        report["warm_s"] = time.perf_counter() - t
-        report["warm_counts"] = {k: v for k, v in HITS.items() if v}
+        STATUSES.clear()
+        timed(lambda: bench_pipeline(n), mode, report, "warm_s")
+        report["warm_counts"] = tally(STATUSES)
     print("BENCH_RESULT " + json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
     main()
-'''
+"""
+
+LOOPML_SCRIPT = COMMON + LOOPML_PART
+ZENML_SCRIPT = COMMON + ZENML_PART
+PLAIN_SCRIPT = COMMON + PLAIN_PART
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +415,11 @@ def measure(tool: Tool, scenario: str, repeat: int, keep: bool) -> dict[str, Ser
             if scenario == "cached":
                 first = run_script(tool, folder, "first")
                 check_counts(tool, first.report["counts"], "completed")
-                sample = run_script(tool, folder, "first")
+                preloaded = run_script(tool, folder, "preloaded")
+                check_counts(tool, preloaded.report["counts"], "cached")
+                add("preloaded_run", preloaded.report["run_s"])
+                add("preload", preloaded.report["preload_s"])
+                sample = run_script(tool, folder, "rerun")
                 check_counts(tool, sample.report["counts"], "cached")
             else:
                 sample = run_script(tool, folder, scenario)
@@ -551,7 +567,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [
         Row("First run (in-process): `run()` call", *pair("first", "run")),
         Row("First run (in-process): whole process", *pair("first", "process")),
-        Row("Fully cached re-run, new process: `run()` call", *pair("cached", "run")),
+        Row(
+            "**Fully cached re-run, new process: `run()` call, imports done first**",
+            *pair("cached", "preloaded_run"),
+        ),
+        Row(
+            "Fully cached re-run, new process: `run()` call with its lazy imports",
+            *pair("cached", "run"),
+        ),
         Row("Fully cached re-run, new process: whole process", *pair("cached", "process")),
         Row("Fully cached re-run, same process: `run()` call", *pair("warm", "warm")),
         Row("Library import (inside the process)", *pair("first", "import")),
@@ -565,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Row("First run, Dask: LocalCluster close", *pair("dask", "cluster_close")),
             Row("First run, Dask: whole process", *pair("dask", "process")),
         ]
-    cached = results[("loopml", "cached")]["run"].median
+    cached = results[("loopml", "cached")]["preloaded_run"].median
     verdict = "met" if cached < TARGET_CACHED_S else "NOT met"
     body = table(rows, anchor.label)
     print()

@@ -64,7 +64,7 @@ class InProcessExecutor:
         if self._pool is None:
             self.start()
         assert self._pool is not None
-        return self._pool.submit(execute, task, step)
+        return self._pool.submit(execute, task, step, in_caller=True)
 
     def cancel(self, future: Future[StepOutcome]) -> None:
         """Drop a queued attempt (a running one finishes in the background)."""

@@ -156,13 +156,38 @@ def split_outputs(value: Any, task: StepTask) -> dict[str, Any]:
     return dict(zip(task.outputs, value, strict=True))
 
 
-def execute(task: StepTask, step: Step | None = None) -> StepOutcome:
-    """Run one attempt of a step; failures come back as an outcome, never as an exception."""
+@contextmanager
+def _environment(overrides: dict[str, str]) -> Iterator[None]:
+    """Set variables for one attempt and put the previous values back afterwards."""
+    previous = {key: os.environ.get(key) for key in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def execute(task: StepTask, step: Step | None = None, *, in_caller: bool = False) -> StepOutcome:
+    """Run one attempt of a step; failures come back as an outcome, never as an exception.
+
+    Outside the calling process, the task's store settings are applied for the attempt;
+    ``in_caller=True`` (threads of the process that started the run) leaves the
+    environment alone, since it already names the same stores.
+    """
+    if in_caller or not task.environment:
+        return _execute(task, step)
+    with _environment(task.environment):
+        return _execute(task, step)
+
+
+def _execute(task: StepTask, step: Step | None) -> StepOutcome:
     from loopml.store.artifacts import open_blob_store
     from loopml.tracking.fluent import use_run
 
-    for key, value in task.environment.items():
-        os.environ.setdefault(key, value)
     start = now_ms()
     blobs = open_blob_store(task.artifact_uri)
     outputs: tuple[OutputRef, ...] = ()
