@@ -29,11 +29,12 @@ posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def _children() -> set[int]:
-    """Live descendants, without multiprocessing's long-lived resource tracker."""
+    """Live descendants, without multiprocessing's long-lived helper processes."""
     found = set()
     for child in psutil.Process().children(recursive=True):
         try:
-            if "resource_tracker" not in " ".join(child.cmdline()):
+            command = " ".join(child.cmdline())
+            if "resource_tracker" not in command and "forkserver" not in command:
                 found.add(child.pid)
         except psutil.Error:
             continue
@@ -77,24 +78,40 @@ def dask_address() -> Iterator[str]:
 
 
 # -- identical results everywhere --------------------------------------------------------------
+def _executor(kind: str, request: pytest.FixtureRequest) -> Any:
+    """``process``, ``forkserver`` (a process executor), ``dask-local`` or ``dask-address``."""
+    if kind == "forkserver":
+        return ProcessExecutor(start_method="forkserver")
+    if kind == "dask-address":
+        from loopml.pipelines.executors_dask import DaskExecutor
+
+        return DaskExecutor(request.getfixturevalue("dask_address"))
+    return kind.partition("-")[0]
+
+
+forkserver = pytest.param("forkserver", marks=posix_only)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", ["process", "dask-local", "dask-address"])
+@pytest.mark.parametrize("kind", ["process", forkserver, "dask-local", "dask-address"])
 def test_same_pipeline_gives_identical_outputs(
-    executor: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _fingerprint(steps.executor_parity.run(cache=False))
-    if executor == "dask-address":
+    if kind == "dask-address":  # also exercises the scheduler address from the environment
         monkeypatch.setenv("LOOPML_DASK_SCHEDULER", request.getfixturevalue("dask_address"))
+        chosen: Any = "dask"
     else:
         monkeypatch.delenv("LOOPML_DASK_SCHEDULER", raising=False)
+        chosen = _executor(kind, request)
     before = _children()
-    result = steps.executor_parity.run(cache=False, executor=executor.partition("-")[0])
-    assert result.run.executor == executor.partition("-")[0]
+    result = steps.executor_parity.run(cache=False, executor=chosen)
+    assert result.run.executor == ("process" if kind == "forkserver" else kind.partition("-")[0])
     assert all(s.status is StepStatus.COMPLETED for s in result.steps.values())
     assert _fingerprint(result) == reference
     assert result.output() == reference["join"]["value"]
     assert reference["metric"] and len(reference["metric"]) == 1
-    if executor != "dask-address":  # the executor's processes (or LocalCluster) are gone
+    if kind != "dask-address":  # the executor's processes (or LocalCluster) are gone
         deadline = time.monotonic() + 30
         while not all(_gone(pid) for pid in _children() - before):
             assert time.monotonic() < deadline, "worker processes outlived the run"
@@ -115,9 +132,11 @@ def test_module_steps_go_by_reference_local_ones_by_value() -> None:
     assert payload.startswith(b"\x80")
 
 
-@pytest.mark.parametrize("executor", ["process", pytest.param("dask", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kind", ["process", forkserver, pytest.param("dask-address", marks=pytest.mark.slow)]
+)
 def test_steps_defined_in_a_function_travel_by_value(
-    executor: str, request: pytest.FixtureRequest
+    kind: str, request: pytest.FixtureRequest
 ) -> None:
     offset = 3
 
@@ -129,12 +148,7 @@ def test_steps_defined_in_a_function_travel_by_value(
     def local_pipeline(n: int = 4) -> object:
         return shifted(n)
 
-    chosen: Any = executor
-    if executor == "dask":
-        from loopml.pipelines.executors_dask import DaskExecutor
-
-        chosen = DaskExecutor(request.getfixturevalue("dask_address"))
-    result = local_pipeline.run({"n": 4}, executor=chosen)
+    result = local_pipeline.run({"n": 4}, executor=_executor(kind, request))
     assert result.succeeded, result.run.error
     assert result.output() == [3, 4, 5, 6]
 

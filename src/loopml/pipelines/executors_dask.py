@@ -11,7 +11,9 @@ value. Workers read inputs from and write outputs to the artifact store themselv
 artifact store and the metadata store must be reachable from every worker under the same
 URIs. A ``LocalCluster`` shares the machine's folders, so the default local store works; a
 remote cluster needs shared stores (``LOOPML_ARTIFACT_URI=s3://...`` and a PostgreSQL
-``LOOPML_STORE_URI``) and the step's code installed on the workers.
+``LOOPML_STORE_URI``) and the step's code installed on the workers. Each attempt applies the
+run's store settings (``task.environment``) while it runs, so one long-lived cluster can
+serve runs against different stores.
 
 Dask cannot stop a task that is already running: a timed-out attempt is released but its
 worker thread runs on until the function returns. Use the ``process`` executor when
@@ -41,34 +43,9 @@ from loopml.pipelines.worker import StepOutcome, StepTask
 if TYPE_CHECKING:
     from loopml.pipelines.dsl import Step
 
-__all__ = ["DaskExecutor", "run_on_worker"]
+__all__ = ["DaskExecutor"]
 
 SCHEDULER_ENV = "LOOPML_DASK_SCHEDULER"
-
-_environment_lock = threading.Lock()
-
-
-def run_on_worker(task: StepTask, payload: bytes | None) -> StepOutcome:
-    """What a Dask worker runs: point loopml at the run's stores, then run the attempt.
-
-    Workers live longer than one pipeline run, so the run's ``LOOPML_*`` settings replace
-    whatever an earlier task (or the worker's start) left in the environment.
-
-    Parameters
-    ----------
-    task : StepTask
-        The attempt (references only).
-    payload : bytes or None
-        The step by value, or ``None`` to import it by reference.
-
-    Returns
-    -------
-    StepOutcome
-        The attempt's outcome (failures included; never raises).
-    """
-    with _environment_lock:
-        os.environ.update(task.environment)
-    return run_attempt(task, payload)
 
 
 @contextmanager
@@ -128,7 +105,9 @@ class DaskExecutor:
     ) -> None:
         refuse_in_bootstrapping_child()
         if n_workers < 1 or threads_per_worker < 1:
-            raise InvalidInput("n_workers and threads_per_worker must be at least 1")
+            raise InvalidInput(
+                "n_workers and threads_per_worker must be at least 1", field="n_workers"
+            )
         self.address = address or os.environ.get(SCHEDULER_ENV) or None
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
@@ -188,14 +167,18 @@ class DaskExecutor:
                 ),
             )
             return future
-        dask_future = self._client.submit(
-            run_on_worker,
-            task,
-            step_payload(step),
-            pure=False,
-            key=f"loopml-{task.node}-{task.attempt}-{uuid.uuid4().hex}",
-            resources=resources,
-        )
+        try:
+            dask_future = self._client.submit(
+                run_attempt,
+                task,
+                step_payload(step),
+                pure=False,
+                key=f"loopml-{task.node}-{task.attempt}-{uuid.uuid4().hex}",
+                resources=resources,
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. a step cloudpickle cannot pickle
+            _set_error(future, exc)
+            return future
         with self._lock:
             self._futures[future] = dask_future
 

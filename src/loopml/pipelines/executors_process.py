@@ -1,9 +1,9 @@
 """Run every step attempt in a fresh process, so that a timed-out attempt can be killed.
 
 :class:`ProcessExecutor` starts one process per attempt (``multiprocessing`` with the
-``spawn`` start method, at most ``max_workers`` at once). The child receives the
-:class:`~loopml.pipelines.worker.StepTask` (references only) and imports the step by its
-``module:qualname`` reference; a step that a fresh interpreter could not import (defined in
+``spawn`` start method, or ``forkserver`` on request; at most ``max_workers`` at once). The
+child receives the :class:`~loopml.pipelines.worker.StepTask` (references only) and imports
+the step by its ``module:qualname`` reference; a step that a fresh interpreter could not import (defined in
 ``__main__``, inside a function, or in a module loaded from a file path) travels by value,
 pickled with cloudpickle. That pickle only ever goes from this process to its own children.
 
@@ -41,9 +41,12 @@ from loopml.errors import InvalidInput, LoopmlError
 from loopml.pipelines.worker import StepOutcome, StepTask, execute, import_step, now_ms
 
 if TYPE_CHECKING:
+    from multiprocessing.context import ForkServerContext, SpawnContext  # no fork server on Windows
+
     from loopml.pipelines.dsl import Step
 
 __all__ = [
+    "FORKSERVER_PRELOAD",
     "ProcessExecutor",
     "StepProcessDied",
     "importable_by_reference",
@@ -54,6 +57,15 @@ __all__ = [
 ]
 
 _by_value_lock = threading.Lock()
+
+FORKSERVER_PRELOAD: tuple[str, ...] = (
+    "loopml.pipelines.executors_process",
+    "loopml.pipelines.materializers",
+    "loopml.store.registry",
+    "loopml.store.sql",
+    "loopml.tracking.fluent",
+)
+"""Modules the fork server imports once, so that forked attempts start warm."""
 
 
 class StepProcessDied(LoopmlError):
@@ -208,9 +220,14 @@ def run_attempt(task: StepTask, payload: bytes | None) -> StepOutcome:
         )
 
 
-def _child_main(conn: Connection, task: StepTask, payload: bytes | None) -> None:
+def _child_main(
+    conn: Connection, task: StepTask, payload: bytes | None, environ: dict[str, str] | None
+) -> None:
     """Entry point of an attempt's process: run it, send the outcome, exit."""
     _exit_with_parent()
+    if environ is not None:  # forked from a fork server: take the submitter's environment
+        os.environ.clear()
+        os.environ.update(environ)
     conn.send(run_attempt(task, payload))
     conn.close()
 
@@ -284,17 +301,40 @@ class ProcessExecutor:
     kill_grace : float
         Seconds between SIGTERM and SIGKILL when an attempt is cancelled, and how long a
         child may linger after reporting its outcome.
+    start_method : {"spawn", "forkserver"}
+        ``"spawn"`` (default) starts a new interpreter per attempt, which then imports loopml
+        and opens the stores (about a second per attempt). ``"forkserver"`` (POSIX only)
+        forks each attempt from a server process that imported loopml once
+        (:data:`FORKSERVER_PRELOAD`), so attempts start in tens of milliseconds; each child
+        still gets the submitter's current environment and working folder.
     """
 
     name = "process"
 
-    def __init__(self, max_workers: int | None = None, *, kill_grace: float = 2.0) -> None:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        kill_grace: float = 2.0,
+        start_method: str = "spawn",
+    ) -> None:
         refuse_in_bootstrapping_child()
         if max_workers is not None and max_workers < 1:
             raise InvalidInput("max_workers must be at least 1", field="max_workers")
         self.max_workers = max_workers
         self.kill_grace = kill_grace
-        self._context = multiprocessing.get_context("spawn")
+        if start_method not in ("spawn", "forkserver"):
+            raise InvalidInput("start_method must be 'spawn' or 'forkserver'", field="start_method")
+        self._context: SpawnContext | ForkServerContext
+        try:
+            if start_method == "forkserver":
+                self._context = multiprocessing.get_context("forkserver")
+                self._context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+            else:
+                self._context = multiprocessing.get_context("spawn")
+        except ValueError as exc:  # no fork server on this platform
+            raise InvalidInput(str(exc), field="start_method") from exc
+        self.start_method = start_method
         self._lock = threading.Lock()
         self._queued: deque[_Job] = deque()
         self._active: list[_Job] = []
@@ -326,7 +366,12 @@ class ProcessExecutor:
         if self._thread is None:
             self.start()
         future: Future[StepOutcome] = Future()
-        job = _Job(task, step_payload(step), future)
+        try:
+            payload = step_payload(step)
+        except Exception as exc:  # noqa: BLE001 - e.g. a closure cloudpickle cannot pickle
+            future.set_exception(exc)
+            return future
+        job = _Job(task, payload, future)
         with self._lock:
             self._queued.append(job)
             self._jobs[future] = job
@@ -390,6 +435,10 @@ class ProcessExecutor:
         elif job.deadline is None:
             job.deadline = time.monotonic() + self.kill_grace
 
+    def _environ(self) -> dict[str, str] | None:
+        # Spawned children inherit the environment; forked ones would get the fork server's.
+        return dict(os.environ) if self.start_method == "forkserver" else None
+
     def _launch_ready(self) -> None:
         running = sum(1 for job in self._active if not job.future.done())
         while self._queued and running < self._limit and not self._stopping:
@@ -400,7 +449,7 @@ class ProcessExecutor:
             reader, writer = self._context.Pipe(duplex=False)
             process = self._context.Process(
                 target=_child_main,
-                args=(writer, job.task, job.payload),
+                args=(writer, job.task, job.payload, self._environ()),
                 name=f"loopml-step-{job.task.node}-{job.task.attempt}",
             )
             try:
@@ -465,6 +514,21 @@ class ProcessExecutor:
                 job.stage, job.deadline = 2, None
 
     def _dispatch(self) -> None:
+        try:
+            self._dispatch_loop()
+        except Exception as exc:  # noqa: BLE001 - never leave futures hanging
+            with self._lock:
+                for job in [*self._queued, *self._active]:
+                    if job.process is not None and job.process.exitcode is None:
+                        job.process.kill()
+                        job.process.join()
+                    _set_error(job.future, StepProcessDied(f"the process executor failed: {exc}"))
+                self._queued.clear()
+                self._active.clear()
+                self._jobs.clear()
+            raise
+
+    def _dispatch_loop(self) -> None:
         assert self._wake_reader is not None
         wake_reader = self._wake_reader
         while True:

@@ -239,11 +239,11 @@ def slice_metric_key(name: str) -> str:
 
     Operators become words and any character a metric key cannot hold becomes ``_``.
     """
-    key = name
+    key = re.sub(r"['\"`]", "", name)
     for op in ("==", "!=", "<=", ">=", "<", ">"):
         key = key.replace(op, f"_{_OP_WORDS[op]}_")
-    key = _UNSAFE_KEY.sub("_", key.replace("=", "_")).replace("..", "_").strip(" ")
-    return key[:120] or "_"
+    key = _UNSAFE_KEY.sub("_", key.replace("=", "_")).replace("..", "_")
+    return re.sub(r"_{2,}", "_", key).strip(" _")[:120] or "_"
 
 
 def _sorted_values(values: Sequence[Any]) -> list[Any]:

@@ -1,17 +1,14 @@
 """Hyperparameter tuning on Optuna, with every trial tracked as a nested run.
 
-:func:`tune` runs an Optuna study whose trials are child runs of one parent run: the active
-run when there is one, else a new run named after the study. Each trial run holds its params,
-the metric(s) its objective returned and the tags ``loopml.trial_number`` and ``loopml.study``;
-the parent gets the study name, the best params (``best.<name>``) and the best value (metric
-``best.<metric>``). A trial that raises ends FAILED and the study goes on.
+Trials are child runs of one parent (the active run, else a new run named after the study)
+holding their params, metrics and the tags ``loopml.trial_number`` and ``loopml.study``; the
+parent gets the best params (``best.<name>``) and the best value (``best.<metric>``).
 
-Optuna versions its tables with Alembic in a table named ``alembic_version``, the one loopml's
-migrations use, so the two cannot share a SQL namespace. Studies live beside loopml's metadata
-instead: on PostgreSQL in the schema ``loopml_optuna`` of the same database (created on first
-use), on SQLite in the file ``<store>-optuna.db`` next to the store file
-(``$LOOPML_HOME/loopml-optuna.db`` by default). With a remote tracking server
-(``LOOPML_TRACKING_URI``) studies stay in memory unless ``storage`` names one.
+Optuna versions its tables in a table named ``alembic_version``, as loopml's migrations do, so
+the two cannot share a SQL namespace. Studies live beside loopml's metadata: on PostgreSQL in
+the schema ``loopml_optuna`` of the same database, on SQLite in ``<store>-optuna.db`` next to
+the store file (``$LOOPML_HOME/loopml-optuna.db`` by default); in memory with a remote
+tracking server (``LOOPML_TRACKING_URI``).
 """
 
 from __future__ import annotations
@@ -47,10 +44,9 @@ __all__ = ["OPTUNA_SCHEMA", "TuneResult", "optuna_storage", "parse_space", "tune
 
 #: PostgreSQL schema that holds Optuna's tables, beside loopml's own in the same database.
 OPTUNA_SCHEMA = "loopml_optuna"
-_PG_SCHEMA_LOCK_KEY = 0x6C6F6F706F7074
 SpaceSpec: TypeAlias = Mapping[str, Any]
-Objective: TypeAlias = Callable[[Any], Any]
 SamplerSpec: TypeAlias = "str | optuna.samplers.BaseSampler"
+PrunerSpec: TypeAlias = "str | optuna.pruners.BasePruner | None"
 _SAMPLERS: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
@@ -69,18 +65,10 @@ _environment_lock = threading.Lock()
 class TuneResult:
     """What :func:`tune` found.
 
-    Attributes
-    ----------
-    best_params, best_value, best_trial_number
-        The best completed trial: its params, its value of the metric and its number.
-    study_name : str
-        The study; ``optuna.load_study(study_name=..., storage=optuna_storage())`` loads it.
-    n_trials : int
-        Trials the study holds, in every state.
-    parent_run_id : str
-        The run the trial runs are nested under.
-    trials : list of dict
-        Per trial: ``number``, ``state``, ``value``, ``params``, ``metrics``, ``run_id``.
+    ``best_*`` describe the best completed trial; ``n_trials`` counts the study's trials in
+    every state; ``trials`` holds one dict per trial (``number``, ``state``, ``value``,
+    ``params``, ``metrics``, ``run_id``). Load the study itself with
+    ``optuna.load_study(study_name=result.study_name, storage=optuna_storage())``.
     """
 
     best_params: dict[str, Any]
@@ -99,16 +87,9 @@ class TuneResult:
 def parse_space(space: SpaceSpec) -> dict[str, BaseDistribution]:
     """Turn a search-space spec into Optuna distributions.
 
-    Parameters
-    ----------
-    space : mapping
-        ``{"C": ("float", 1e-3, 10, {"log": True}), "depth": ("int", 2, 8, {"step": 2}),
-        "kernel": ("categorical", ["rbf", "linear"])}``; Optuna distributions are accepted too.
-
-    Raises
-    ------
-    InvalidInput
-        Naming the first key whose spec is malformed.
+    ``{"C": ("float", 1e-3, 10, {"log": True}), "depth": ("int", 2, 8, {"step": 2}),
+    "kernel": ("categorical", ["rbf", "linear"])}``; Optuna distributions are accepted too.
+    Raises :class:`InvalidInput` naming the first malformed key.
     """
     if not isinstance(space, Mapping) or not space:
         raise InvalidInput("space must be a non-empty mapping of name to spec", field="space")
@@ -143,15 +124,15 @@ def _distribution(name: str, spec: Any) -> BaseDistribution:
 
 def _suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for name, dist in space.items():
-        if isinstance(dist, FloatDistribution):
-            params[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-        elif isinstance(dist, IntDistribution):
-            params[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-        elif isinstance(dist, CategoricalDistribution):
-            params[name] = trial.suggest_categorical(name, dist.choices)  # type: ignore[call-overload]
+    for key, d in space.items():
+        if isinstance(d, FloatDistribution):
+            params[key] = trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
+        elif isinstance(d, IntDistribution):
+            params[key] = trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
+        elif isinstance(d, CategoricalDistribution):
+            params[key] = trial.suggest_categorical(key, d.choices)
         else:
-            raise InvalidInput(f"space[{name!r}] has an unsupported distribution", field="space")
+            raise InvalidInput(f"space[{key!r}] has an unsupported distribution", field="space")
     return params
 
 
@@ -159,35 +140,26 @@ def _sampler(sampler: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSamp
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
     if sampler not in _SAMPLERS:
-        choices = ", ".join(_SAMPLERS)
-        raise InvalidInput(f"unknown sampler {sampler!r}: use {choices}", field="sampler")
+        raise InvalidInput(f"sampler must be one of {tuple(_SAMPLERS)}", field="sampler")
     return _SAMPLERS[sampler](seed)
 
 
-def _pruner(pruner: str | optuna.pruners.BasePruner | None) -> optuna.pruners.BasePruner:
+def _pruner(pruner: PrunerSpec) -> optuna.pruners.BasePruner:
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
     if (pruner or "none") not in _PRUNERS:
-        choices = ", ".join(_PRUNERS)
-        raise InvalidInput(f"unknown pruner {pruner!r}: use {choices}", field="pruner")
+        raise InvalidInput(f"pruner must be one of {tuple(_PRUNERS)}", field="pruner")
     return _PRUNERS[pruner or "none"]()
 
 
 def optuna_storage(settings: Settings | None = None) -> optuna.storages.RDBStorage:
     """Return the Optuna storage beside loopml's metadata store (see the module notes).
 
-    Raises
-    ------
-    InvalidInput
-        When loopml talks to a remote tracking server, which has no local database.
+    Raises :class:`InvalidInput` with a remote tracking server, which has no local database.
     """
     settings = settings or load_settings()
     if settings.tracking_uri:
-        raise InvalidInput(
-            "with a remote tracking server, studies need their own storage: pass "
-            "storage='postgresql+psycopg://...' to tune",
-            field="storage",
-        )
+        raise InvalidInput("a remote tracking server has no local database", field="storage")
     from loopml.store.sql.engine import open_engine
 
     engines = open_engine(settings.resolved_store_uri)
@@ -198,25 +170,10 @@ def optuna_storage(settings: Settings | None = None) -> optuna.storages.RDBStora
         kwargs: dict[str, Any] = {"connect_args": {"timeout": 60.0}}
         return optuna.storages.RDBStorage(f"sqlite:///{target}", engine_kwargs=kwargs)
     with engines.write.begin() as conn:  # concurrent first uses must not race
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SCHEMA_LOCK_KEY})")
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(119304647)")
         conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}")
     kwargs = {"pool_pre_ping": True, "connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"}}
-    return optuna.storages.RDBStorage(
-        url.render_as_string(hide_password=False), engine_kwargs=kwargs
-    )
-
-
-def _open_storage(
-    storage: optuna.storages.BaseStorage | str | None, settings: Settings
-) -> tuple[optuna.storages.BaseStorage, bool]:
-    """Return the storage and whether this call opened it (and must close it)."""
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage, False
-    if isinstance(storage, str):
-        return optuna.storages.RDBStorage(storage), True
-    if settings.tracking_uri:
-        return optuna.storages.InMemoryStorage(), True
-    return optuna_storage(settings), True
+    return optuna.storages.RDBStorage(url.render_as_string(False), engine_kwargs=kwargs)
 
 
 def _close_storage(storage: optuna.storages.BaseStorage) -> None:
@@ -227,10 +184,8 @@ def _close_storage(storage: optuna.storages.BaseStorage) -> None:
 def _as_metrics(result: Any, metric: str) -> dict[str, float]:
     values = dict(result) if isinstance(result, Mapping) else {metric: result}
     if metric not in values:
-        raise InvalidInput(
-            f"the objective returned {sorted(values)}, not the optimised metric {metric!r}",
-            field="metric",
-        )
+        message = f"the objective returned {sorted(values)}, not the metric {metric!r}"
+        raise InvalidInput(message, field="metric")
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise InvalidInput(f"metric {key!r} is {value!r}, not a number", field="metric")
@@ -243,7 +198,7 @@ def _as_metrics(result: Any, metric: str) -> dict[str, float]:
 class _TrialRunner:
     """The Optuna objective: one nested loopml run around the user's objective."""
 
-    objective: Objective
+    objective: Callable[[Any], Any]
     space: Mapping[str, BaseDistribution] | None
     metric: str
     study_name: str
@@ -258,10 +213,8 @@ class _TrialRunner:
             else fluent.use_run(self.parent_run_id)  # a worker thread or a Dask worker
         )
         tags = {"loopml.trial_number": trial.number, "loopml.study": self.study_name}
-        pruned = False
-        with attach, fluent.start_run(
-            f"trial-{trial.number}", nested=True, tags=tags, experiment_id=self.experiment_id
-        ) as run:
+        name, pruned = f"trial-{trial.number}", False
+        with attach, fluent.start_run(name, True, tags, self.experiment_id) as run:
             trial.set_user_attr("loopml.run_id", run.run_id)
             try:
                 metrics = _as_metrics(self._call(trial), self.metric)
@@ -292,77 +245,61 @@ class _TrialRunner:
 
 
 def _trial_dict(trial: FrozenTrial) -> dict[str, Any]:
-    complete = trial.state is TrialState.COMPLETE
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "value": trial.value if complete else None,
+        "value": trial.value if trial.state is TrialState.COMPLETE else None,
         "params": dict(trial.params),
         "metrics": dict(trial.user_attrs.get("loopml.metrics", {})),
         "run_id": trial.user_attrs.get("loopml.run_id"),
     }
 
 
-def _check_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{name} must be a positive integer, got {value!r}", field=name)
-
-
-def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InvalidInput(f"{name} must be one of {choices}, got {value!r}", field=name)
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise InvalidInput(f"{name} must be {expected}, got {value!r}", field=name)
 
 
 def tune(
-    objective: Objective,
+    objective: Callable[[Any], Any],
     space: SpaceSpec | None = None,
     *,
     n_trials: int = 20,
     direction: Literal["maximize", "minimize"] = "maximize",
     metric: str = "objective",
     sampler: SamplerSpec = "tpe",
-    pruner: str | optuna.pruners.BasePruner | None = None,
+    pruner: PrunerSpec = None,
     seed: int | None = None,
     study_name: str | None = None,
     timeout_s: float | None = None,
     executor: Literal["local", "dask"] = "local",
     n_jobs: int = 1,
-    storage: optuna.storages.BaseStorage | str | None = None,
 ) -> TuneResult:
     """Tune hyperparameters with Optuna, tracking every trial as a nested run.
 
     Parameters
     ----------
     objective : callable
-        Called per trial with the sampled params dict (when ``space`` is given) or the
-        ``optuna.Trial`` (when it is not); returns a number, or a dict of metrics holding
-        ``metric``. ``lm.log_*`` calls inside it land in the trial's run.
+        Gets the sampled params dict (with a ``space``) or the ``optuna.Trial`` (without);
+        returns a number or a dict of metrics holding ``metric``. ``lm.log_*`` calls inside
+        land in the trial's run; a trial that raises ends FAILED and the study goes on.
     space : mapping, optional
         The search space, see :func:`parse_space`.
-    n_trials : int, default 20
-        Trials to run (fewer if ``timeout_s`` runs out first).
-    direction : {"maximize", "minimize"}
-        What to do with ``metric``.
-    metric : str, default "objective"
-        Name of the optimised metric.
-    sampler : {"tpe", "random", "cmaes"} or optuna sampler
-        How params are chosen; ``seed`` seeds the named samplers.
-    pruner : {"none", "median", "hyperband", "successive_halving"} or optuna pruner
-        Stops unpromising trials that call ``trial.report`` (so it needs ``space=None``).
-    seed : int, optional
-        Makes a sequential (local, ``n_jobs=1``) study reproducible.
+    n_trials, direction, metric
+        How many trials (fewer when ``timeout_s`` runs out), and which way to optimise which
+        of the objective's metrics.
+    sampler, pruner, seed
+        ``"tpe"``, ``"random"``, ``"cmaes"`` or an Optuna sampler, seeded by ``seed`` (which
+        makes a local ``n_jobs=1`` study reproducible); ``"median"``, ``"hyperband"``,
+        ``"successive_halving"`` or an Optuna pruner for objectives that ``trial.report``.
     study_name : str, optional
         Defaults to ``tune-<hex>``; an existing study of that name is resumed.
     timeout_s : float, optional
         Start no trial after this many seconds.
-    executor : {"local", "dask"}
-        ``local`` runs trials here (``n_jobs`` threads); ``dask`` on a ``LocalCluster`` of
-        ``max(n_jobs, 2)`` processes, or on ``LOOPML_DASK_SCHEDULER``, that share the study's
-        SQL storage. Parallel studies are not reproducible.
-    n_jobs : int, default 1
-        Trials run at once.
-    storage : optuna storage or SQLAlchemy URL, optional
-        Where the study lives; loopml's database by default (see the module notes).
+    executor, n_jobs
+        ``"local"`` runs ``n_jobs`` trials at once in threads; ``"dask"`` runs them on a
+        ``LocalCluster`` of ``max(n_jobs, 2)`` processes (or on ``LOOPML_DASK_SCHEDULER``,
+        given PostgreSQL and shared artifacts) sharing the study's SQL storage.
 
     Raises
     ------
@@ -373,196 +310,117 @@ def tune(
 
     Examples
     --------
-    >>> result = lm.tune(lambda p: -((p["x"] - 2) ** 2), {"x": ("float", -5, 5)},  # doctest: +SKIP
-    ...                  n_trials=30, seed=0)
-    >>> result.best_params  # doctest: +SKIP
-    {'x': 2.01...}
+    >>> space = {"x": ("float", -5, 5)}
+    >>> result = lm.tune(lambda p: -((p["x"] - 2) ** 2), space, seed=0)  # doctest: +SKIP
     """
-    _check_int(n_trials, "n_trials")
-    _check_int(n_jobs, "n_jobs")
-    _check_choice(direction, "direction", ("maximize", "minimize"))
-    _check_choice(executor, "executor", ("local", "dask"))
-    if timeout_s is not None and not timeout_s > 0:
-        raise InvalidInput("timeout_s must be positive", field="timeout_s")
+    is_int = [isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_trials, n_jobs)]
+    _check(is_int[0], "n_trials", n_trials, "a positive integer")
+    _check(is_int[1], "n_jobs", n_jobs, "a positive integer")
+    _check(direction in ("maximize", "minimize"), "direction", direction, "maximize or minimize")
+    _check(executor in ("local", "dask"), "executor", executor, "'local' or 'dask'")
+    _check(timeout_s is None or timeout_s > 0, "timeout_s", timeout_s, "positive")
     check_key(metric, "metric")
     parsed = None if space is None else parse_space(space)
     if parsed is not None and pruner not in (None, "none"):
         raise InvalidInput("pruning needs space=None and trial.report calls", field="pruner")
     name = check_name(study_name or f"tune-{uuid.uuid4().hex[:12]}", "study_name")
     the_sampler, the_pruner = _sampler(sampler, seed), _pruner(pruner)
-    settings = load_settings()
     parent = fluent.active_run()
     if parent is not None and "loopml.study" in fluent.get_run(parent.run_id).tags:
-        raise InvalidInput(
-            f"run {parent.run_id} already holds a study: start a nested run per tune call",
-            field="study_name",
-        )
-    verbosity = optuna.logging.get_verbosity()
+        message = f"run {parent.run_id} already holds a study: start a nested run per tune call"
+        raise InvalidInput(message, field="study_name")
+    settings, verbosity = load_settings(), optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    the_storage, opened = _open_storage(storage, settings)
+    storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
     try:
+        storage = storage if settings.tracking_uri else optuna_storage(settings)
         with fluent.start_run(name) if parent is None else nullcontext(parent) as run:
-            study = optuna.create_study(
-                storage=the_storage,
-                sampler=the_sampler,
-                pruner=the_pruner,
-                study_name=name,
-                direction=direction,
-                load_if_exists=True,
-            )
+            kwargs: dict[str, Any] = {"sampler": the_sampler, "pruner": the_pruner}
+            kwargs.update(storage=storage, direction=direction, load_if_exists=True)
+            study = optuna.create_study(study_name=name, **kwargs)
             if study.direction.name.lower() != direction:
                 raise InvalidInput(f"study {name!r} has the other direction", field="direction")
             fluent.set_tags({"loopml.study": name, "loopml.study_direction": direction})
-            fluent.log_params(
-                {
-                    "tune.n_trials": n_trials,
-                    "tune.metric": metric,
-                    "tune.sampler": sampler if isinstance(sampler, str) else type(sampler).__name__,
-                    "tune.seed": seed,
-                    "tune.executor": executor,
-                }
-            )
-            runner = _TrialRunner(
-                objective, parsed, metric, name, run.run_id, run.info.experiment_id
-            )
+            sampler_name = sampler if isinstance(sampler, str) else type(sampler).__name__
+            config = {"n_trials": n_trials, "metric": metric, "sampler": sampler_name}
+            config.update({"seed": seed, "executor": executor, "n_jobs": n_jobs})
+            fluent.log_params({f"tune.{key}": value for key, value in config.items()})
+            info = run.info
+            runner = _TrialRunner(objective, parsed, metric, name, info.run_id, info.experiment_id)
             if executor == "dask":
-                _optimize_on_dask(study, runner, n_trials, timeout_s, n_jobs, settings, seed)
+                _optimize_on_dask(study, runner, n_trials, n_jobs, (sampler, seed, timeout_s))
             else:
-                study.optimize(
-                    runner, n_trials=n_trials, timeout=timeout_s, n_jobs=n_jobs, catch=(Exception,)
-                )
-            return _finish(study, metric, run.run_id)
+                study.optimize(runner, n_trials, timeout_s, n_jobs, catch=(Exception,))
+            return _finish(study, metric, info.run_id)
     finally:
-        if opened:
-            _close_storage(the_storage)
+        _close_storage(storage)
         optuna.logging.set_verbosity(verbosity)
 
 
 def _finish(study: optuna.Study, metric: str, parent_run_id: str) -> TuneResult:
     trials = study.get_trials(deepcopy=False)
-    if not any(t.state is TrialState.COMPLETE for t in trials):
-        failed = [t for t in trials if t.state is TrialState.FAIL]
-        reason = failed[0].system_attrs.get("fail_reason") if failed else None
+    count = {state: sum(t.state is state for t in trials) for state in TrialState}
+    if not count[TrialState.COMPLETE]:
+        failed = [t.system_attrs.get("fail_reason") for t in trials if t.state is TrialState.FAIL]
         raise LoopmlError(
             f"no trial of study {study.study_name!r} completed ({len(trials)} trials); "
-            f"first failure: {reason or 'none recorded'}"
+            f"first failure: {failed[0] if failed else 'none recorded'}"
         )
-    best = study.best_trial
-    count = {s: float(sum(t.state is s for t in trials)) for s in TrialState}
+    best, value = study.best_trial, float(study.best_value)
     fluent.log_params({f"best.{k}": v for k, v in best.params.items()})
-    fluent.log_metrics(
-        {
-            f"best.{metric}": float(study.best_value),
-            "tune.n_complete": count[TrialState.COMPLETE],
-            "tune.n_failed": count[TrialState.FAIL],
-        }
-    )
-    best_run = str(best.user_attrs.get("loopml.run_id", ""))
-    fluent.set_tags({"loopml.best_trial_number": best.number, "loopml.best_trial_run_id": best_run})
-    return TuneResult(
-        best_params=dict(best.params),
-        best_value=float(study.best_value),
-        best_trial_number=best.number,
-        study_name=study.study_name,
-        n_trials=len(trials),
-        parent_run_id=parent_run_id,
-        trials=[_trial_dict(t) for t in trials],
-    )
+    fluent.log_metrics({f"best.{metric}": value, "tune.n_failed": count[TrialState.FAIL]})
+    best_run_id = str(best.user_attrs.get("loopml.run_id", ""))
+    fluent.set_tags({"loopml.best_trial_number": best.number, "loopml.best_run_id": best_run_id})
+    found = (dict(best.params), value, best.number, study.study_name, len(trials))
+    return TuneResult(*found, parent_run_id, [_trial_dict(t) for t in trials])
 
 
-@dataclass(frozen=True)
-class _DaskTask:
-    """One worker's share of a study (Dask pickles it to the worker)."""
-
-    study: optuna.Study
-    sampler: optuna.samplers.BaseSampler
-    runner: _TrialRunner
-    n_trials: int
-    timeout_s: float | None
-    environment: dict[str, str]
-
-
-def _run_dask_task(task: _DaskTask) -> int:
-    """What a Dask worker runs: point loopml at the parent's stores, then run trials."""
+def _run_dask_task(environment: dict[str, str], study: tuple[Any, ...], runner: Any) -> None:
+    """What a Dask worker runs: point loopml at the parent's stores, then run its trials."""
     with _environment_lock:
-        os.environ.update(task.environment)
+        os.environ.update(environment)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(
-        study_name=task.study.study_name,
-        storage=task.study._storage,
-        sampler=task.sampler,
-        pruner=task.study.pruner,
-    )
+    name, storage, sampler_spec, seed, pruner, n_trials, timeout_s = study
+    sampler = _sampler(sampler_spec, seed)
+    if seed is None or not isinstance(sampler_spec, str):
+        sampler.reseed_rng()  # else every worker would propose the same params
     try:
-        study.optimize(task.runner, n_trials=task.n_trials, timeout=task.timeout_s, catch=(Exception,))
+        loaded = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        loaded.optimize(runner, n_trials, timeout_s, catch=(Exception,))
     finally:
-        _close_storage(study._storage)
-    return task.n_trials
+        _close_storage(storage)
 
 
 def _optimize_on_dask(
-    study: optuna.Study,
-    runner: _TrialRunner,
-    n_trials: int,
-    timeout_s: float | None,
-    n_jobs: int,
-    settings: Settings,
-    seed: int | None,
+    study: optuna.Study, runner: _TrialRunner, n_trials: int, n_jobs: int, config: tuple[Any, ...]
 ) -> None:
-    if not isinstance(study._storage, optuna.storages.RDBStorage):
-        raise InvalidInput(
-            "dask tuning needs a SQL study storage every worker reaches: with a remote "
-            "tracking server pass storage='postgresql+psycopg://...'",
-            field="executor",
-        )
+    storage = study._storage
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        message = "dask tuning needs loopml's SQL store; a remote tracking server has none"
+        raise InvalidInput(message, field="executor")
     try:
         distributed: Any = importlib.import_module("distributed")
     except ImportError as exc:
-        raise InvalidInput(
-            "dask tuning needs dask.distributed: pip install 'loopml[dask]'", field="executor"
-        ) from exc
-    environment = {"LOOPML_HOME": str(settings.home)}
-    if settings.tracking_uri:
-        environment["LOOPML_TRACKING_URI"] = settings.tracking_uri
-        environment.update({"LOOPML_TRACKING_TOKEN": settings.tracking_token or ""})
-    else:
-        environment["LOOPML_STORE_URI"] = settings.resolved_store_uri
-        environment["LOOPML_ARTIFACT_URI"] = settings.resolved_artifact_uri
+        message = "dask tuning needs dask.distributed: pip install 'loopml[dask]'"
+        raise InvalidInput(message, field="executor") from exc
+    settings = load_settings()
+    env = {"LOOPML_HOME": str(settings.home), "LOOPML_STORE_URI": settings.resolved_store_uri}
+    env["LOOPML_ARTIFACT_URI"] = settings.resolved_artifact_uri
+    sampler, seed, timeout_s = config
     workers = max(n_jobs, 2)
     shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
-    tasks = [
-        _DaskTask(study, _worker_sampler(study.sampler, seed, i), runner, n, timeout_s, environment)
-        for i, n in enumerate(shares)
-        if n
-    ]
-    address = os.environ.get("LOOPML_DASK_SCHEDULER")
-    cluster = None
+    address, cluster = os.environ.get("LOOPML_DASK_SCHEDULER"), None
     if not address:
-        cluster = distributed.LocalCluster(
-            processes=True,
-            n_workers=len(tasks),
-            threads_per_worker=1,
-            dashboard_address=None,
-            silence_logs=logging.WARNING,
-        )
+        quiet = {"dashboard_address": None, "silence_logs": logging.WARNING}
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, **quiet)
     try:
         with distributed.Client(address or cluster, set_as_default=False) as client:
-            key = f"loopml-tune-{uuid.uuid4().hex}"
-            futures = [
-                client.submit(_run_dask_task, task, pure=False, key=f"{key}-{i}")
-                for i, task in enumerate(tasks)
-            ]
+            key, futures = f"loopml-tune-{uuid.uuid4().hex}", []
+            for i, n in enumerate(share for share in shares if share):
+                seed_i = None if seed is None else seed + i
+                task = (study.study_name, storage, sampler, seed_i, study.pruner, n, timeout_s)
+                futures.append(client.submit(_run_dask_task, env, task, runner, key=f"{key}-{i}"))
             client.gather(futures)
     finally:
         if cluster is not None:
             cluster.close()
-
-
-def _worker_sampler(
-    sampler: optuna.samplers.BaseSampler, seed: int | None, index: int
-) -> optuna.samplers.BaseSampler:
-    """Give each worker its own random stream, or they would all propose the same params."""
-    for name, factory in _SAMPLERS.items():
-        if seed is not None and type(sampler) is type(factory(None)):
-            return _SAMPLERS[name](seed + index)
-    return sampler
