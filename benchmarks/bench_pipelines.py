@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -534,6 +535,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every scenario, print the table, and optionally append it to RESULTS.md."""
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the running script is killed, its folder removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     load_start = load_average()
     loopml = Tool("loopml", "loopml", Path(sys.executable), LOOPML_SCRIPT)

@@ -62,6 +62,11 @@ def __getattr__(name: str) -> _Any:
         from loopml.models import log_model
 
         return log_model
+    if name in ("evaluate", "Gate"):
+        import loopml.registry  # noqa: F401 - stores evaluations and gate results
+        import loopml.training
+
+        return getattr(loopml.training, name)
     if name in _LAZY_MODULES:
         import importlib
 
@@ -74,6 +79,7 @@ __all__ = [
     "ActiveRun",
     "Conflict",
     "Experiment",
+    "Gate",
     "InvalidInput",
     "LoopmlError",
     "Metric",
@@ -90,6 +96,7 @@ __all__ = [
     "datasets",
     "delete_run",
     "end_run",
+    "evaluate",
     "get_run",
     "get_service",
     "load_settings",

@@ -97,7 +97,7 @@ forkserver = pytest.param("forkserver", marks=posix_only)
 def test_same_pipeline_gives_identical_outputs(
     kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = _fingerprint(steps.executor_parity.run(cache=False))
+    reference = _fingerprint(steps.executor_parity.run(cache=False, executor="inprocess"))
     if kind == "dask-address":  # also exercises the scheduler address from the environment
         monkeypatch.setenv("LOOPML_DASK_SCHEDULER", request.getfixturevalue("dask_address"))
         chosen: Any = "dask"

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from loopml.cli import artifacts, data, experiments, pipeline, runs, server
+from loopml.cli import artifacts, data, experiments, models, pipeline, runs, server
 from loopml.cli._common import JsonOption
 from loopml.cli._output import mask_uri, print_error, print_json, render_pairs
 from loopml.cli.scheduler import schedule_app, scheduler_app, trigger_app
@@ -127,6 +127,7 @@ app.add_typer(artifacts.app)
 app.add_typer(server.app)
 app.add_typer(data.app)
 app.add_typer(pipeline.app)
+app.add_typer(models.app)
 app.add_typer(scheduler_app)
 app.add_typer(schedule_app)
 app.add_typer(trigger_app)

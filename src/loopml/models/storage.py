@@ -160,6 +160,15 @@ class LoadedModel:
         self.manifest = manifest
         self.source = source
         self.input_example = input_example
+        #: ``(name, version)`` when loaded from the registry; evaluations are stored there.
+        self.registered: tuple[str, int] | None = None
+
+    @property
+    def classes_(self) -> Any:
+        """The class labels of a classifier (as scikit-learn names them)."""
+        if not hasattr(self.model, "classes_"):
+            raise AttributeError("classes_")
+        return self.model.classes_
 
     @property
     def flavor(self) -> str:

@@ -3,9 +3,10 @@
 :class:`ProcessExecutor` starts one process per attempt (``multiprocessing`` with the
 ``spawn`` start method, or ``forkserver`` on request; at most ``max_workers`` at once). The
 child receives the :class:`~loopml.pipelines.worker.StepTask` (references only) and imports
-the step by its ``module:qualname`` reference; a step that a fresh interpreter could not import (defined in
-``__main__``, inside a function, or in a module loaded from a file path) travels by value,
-pickled with cloudpickle. That pickle only ever goes from this process to its own children.
+the step by its ``module:qualname`` reference; a step that a fresh interpreter could not
+import (defined in ``__main__``, inside a function, or in a module loaded from a file path)
+travels by value, pickled with cloudpickle. That pickle only ever goes from this process to
+its own children.
 
 The child sends its :class:`~loopml.pipelines.worker.StepOutcome` back through a pipe; a
 dispatcher thread resolves the attempt's :class:`concurrent.futures.Future`. A child that

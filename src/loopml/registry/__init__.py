@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from loopml.entities.registry import AuditEntry, ModelVersion, RegisteredModel
+from loopml.registry import gating as _gating  # noqa: F401 - registers the gate hooks
 from loopml.registry.service import RegistryService
 
 _lock = threading.Lock()

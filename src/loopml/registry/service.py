@@ -231,12 +231,19 @@ class RegistryService:
         """Load ``name@alias``, ``name/3`` or ``runs:/<id>/<path>``, verifying every file."""
         if spec.startswith("runs:/"):
             run_id, path = parse_runs_uri(spec)
-        else:
-            version = self.resolve(spec)
-            run_id, path = version.run_id, version.artifact_path
-        return load_logged_model(
-            self.tracking, run_id, path, trusted=trusted, trusted_types=trusted_types
+            return load_logged_model(
+                self.tracking, run_id, path, trusted=trusted, trusted_types=trusted_types
+            )
+        version = self.resolve(spec)
+        loaded = load_logged_model(
+            self.tracking,
+            version.run_id,
+            version.artifact_path,
+            trusted=trusted,
+            trusted_types=trusted_types,
         )
+        loaded.registered = (version.name, version.version)
+        return loaded
 
     def card(self, name: str, version: int, *, format: str = "markdown") -> str:
         """A model card from the version's lineage, metrics, evaluation and gate result."""

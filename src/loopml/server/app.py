@@ -18,24 +18,31 @@ from loopml.auth import AuthService
 from loopml.config import Settings, load_settings
 from loopml.errors import InvalidInput
 from loopml.pipelines.service import PipelineService
+from loopml.registry.service import RegistryService
 from loopml.server.auth import authorize, public
 from loopml.server.errors import CatchAllMiddleware, install_error_handlers
-from loopml.server.routers import artifacts, experiments, pipelines, runs
+from loopml.server.routers import artifacts, experiments, models, pipelines, runs
 from loopml.server.routers import auth as tokens
 from loopml.server.schemas import ErrorOut, HealthOut
 from loopml.server.security import BodyLimitMiddleware, BrowserGuardMiddleware, HostPolicy
-from loopml.store.registry import open_pipeline_stores, open_tracking_stores
+from loopml.store.registry import (
+    open_pipeline_stores,
+    open_registry_stores,
+    open_tracking_stores,
+)
 from loopml.tracking.service import TrackingService
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 _DESCRIPTION = """\
-The loopml tracking API: experiments, runs, params, metrics, tags and artifacts.
+The loopml tracking API: experiments, runs, params, metrics, tags and artifacts; pipeline
+runs; the model registry (models, versions, aliases, audit trail, model cards).
 
 Errors are JSON: `{"error": code, "message": text, "field": name}`. Metric values that JSON
 cannot carry travel as the strings `"nan"`, `"inf"` and `"-inf"`. On a server started with
 auth, send `Authorization: Bearer <token>`: `reader` tokens may GET, `writer` tokens may
-also change tracking data, `admin` tokens may also manage tokens.
+also change tracking data, `admin` tokens may also manage tokens and move the `champion`
+model alias.
 """
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 500)
@@ -99,6 +106,7 @@ def create_app(
         heartbeat_timeout=settings.run_heartbeat_timeout,
     )
     pipeline_stores = open_pipeline_stores(settings)
+    registry_stores = open_registry_stores(settings)
     auth_service = AuthService(stores.auth) if stores.auth is not None else None
     if auth and auth_service is None:
         raise InvalidInput("auth needs a metadata store that keeps tokens", field="auth")
@@ -125,10 +133,20 @@ def create_app(
     app.state.tracking = tracking
     app.state.auth = auth_service
     app.state.pipelines = PipelineService(pipeline_stores.pipelines, pipeline_stores.blobs)
+    app.state.registry = RegistryService(
+        registry_stores.registry, tracking, registry_stores.lineage
+    )
     app.state.auth_enabled = auth
     install_error_handlers(app)
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["health"])
-    routers = (experiments.router, runs.router, artifacts.router, pipelines.router, tokens.router)
+    routers = (
+        experiments.router,
+        runs.router,
+        artifacts.router,
+        pipelines.router,
+        models.router,
+        tokens.router,
+    )
     for router in routers:
         app.include_router(router)
     return app

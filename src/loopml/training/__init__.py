@@ -1,4 +1,11 @@
-"""Training: evaluation overall and on slices, and the validation gate."""
+"""Training: evaluation overall and on slices, and the validation gate.
+
+Examples
+--------
+>>> from loopml.training import Gate
+>>> Gate(thresholds={"f1": 0.8}, min_improvement={"f1": 0.01})
+Gate(thresholds={'f1': 0.8}, min_improvement={'f1': 0.01})
+"""
 
 from loopml.training.evaluation import EvaluationResult, SliceResult, evaluate
 from loopml.training.gate import (

@@ -15,7 +15,6 @@ from loopml.training.infra import InfraCheckResult
 
 _PRIMARY = {"classification": "f1", "regression": "rmse"}
 _EPS = 1e-12
-_OK = {True: "✓", False: "✗"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class GateReason:
 
 
 def _reason(check: str, ok: bool, message: str, details: dict[str, Any]) -> GateReason:
-    return GateReason(check, ok, f"{message} {_OK[ok]}", details)
+    return GateReason(check, ok, message, details)
 
 
 def skip(check: str, message: str, details: dict[str, Any] | None = None) -> GateReason:

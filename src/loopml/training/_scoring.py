@@ -51,15 +51,29 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _call(model: Any, method: str, X: pd.DataFrame) -> Array:
+def _predict(model: Any, X: pd.DataFrame) -> Array:
     try:
-        return np.asarray(getattr(model, method)(X))
+        return np.asarray(model.predict(X))
+    except InvalidInput:
+        raise  # already names the field (a signature check, for instance)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise InvalidInput(
-            f"{type(model).__name__}.{method} failed on the evaluation data "
+            f"{type(model).__name__}.predict failed on the evaluation data "
             f"(columns {list(X.columns)}): {type(exc).__name__}: {exc}",
             field="data",
         ) from exc
+
+
+def _probabilities(model: Any, X: pd.DataFrame) -> Array | None:
+    # predict already worked on X, so a failing predict_proba means the model has none
+    # (an SVC without probability=True, a wrapper exposing the method for every flavor).
+    method = getattr(model, "predict_proba", None)
+    if method is None:
+        return None
+    try:
+        return np.asarray(method(X), dtype=float)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return None
 
 
 def _positive_label(classes: list[Any], positive_label: Any) -> Any:
@@ -144,7 +158,7 @@ class Scored:
         cls, model: Any, X: pd.DataFrame, y: Array, task: Task, positive: Any
     ) -> tuple[Scored, float]:
         start = time.perf_counter()
-        pred = _call(model, "predict", X)
+        pred = _predict(model, X)
         elapsed = time.perf_counter() - start
         if pred.ndim != 1 or len(pred) != len(y):
             raise InvalidInput(
@@ -161,7 +175,7 @@ class Scored:
         classes = labels if known is None else [plain(c) for c in known]
         if not set(labels) <= set(classes):  # labels the model never saw: no probabilities
             classes = sorted_labels(np.asarray(classes, dtype=object), y, pred)
-        proba = _call(model, "predict_proba", X) if hasattr(model, "predict_proba") else None
+        proba = _probabilities(model, X)
         if proba is not None and proba.shape != (len(y), len(classes)):
             proba = None  # columns that cannot be matched to labels
         return cls(task, y, pred, proba, classes, _positive_label(classes, positive)), elapsed

@@ -18,10 +18,10 @@ Examples
 True
 >>> print(result.summary())
 PASSED: 4 of 4 checks passed
-  threshold f1 >= 0.8: 0.86 ✓
-  no champion: improvement check skipped
-  baseline f1: 0.86 beats the baseline's 0 ✓
-  infra check not required: skipped
+  ✓ threshold f1 >= 0.8: 0.86
+  - no champion: improvement check skipped
+  ✓ baseline f1: 0.86 beats the baseline's 0
+  - infra check not required: skipped
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ __all__ = [
     "register_gate_resolver",
 ]
 
+_MARK = {True: "✓", False: "✗"}
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -72,7 +74,10 @@ class GateResult:
         """A verdict line, then one line per check."""
         count = sum(reason.passed for reason in self.reasons)
         head = f"{'PASSED' if self.passed else 'FAILED'}: {count} of {len(self.reasons)} checks"
-        return "\n".join([f"{head} passed", *(f"  {r.message}" for r in self.reasons)])
+        lines = [f"{head} passed"]
+        for r in self.reasons:
+            lines.append(f"  {'-' if r.details.get('skipped') else _MARK[r.passed]} {r.message}")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (what is stored with the model version)."""
@@ -83,10 +88,13 @@ class GateResult:
         """Rebuild a decision from :meth:`to_dict` output."""
         if not isinstance(data.get("passed"), bool) or not isinstance(data.get("reasons"), list):
             raise InvalidInput("not a gate result: it needs passed and reasons", field="gate")
-        reasons = [
-            GateReason(str(r["check"]), bool(r["passed"]), str(r["message"]), r.get("details", {}))
-            for r in data["reasons"]
-        ]
+        try:
+            reasons = [
+                GateReason(str(r["check"]), bool(r["passed"]), str(r["message"]), r["details"])
+                for r in data["reasons"]
+            ]
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"not a gate result: bad reason ({exc})", field="gate") from exc
         gate = dict(data.get("gate") or {})
         return cls(data["passed"], reasons, gate, int(data.get("checked_at") or 0))
 
@@ -125,8 +133,10 @@ def _check_mapping(value: Any, name: str, non_negative: bool = False) -> dict[st
         higher_is_better(metric)
         if isinstance(number, bool) or not isinstance(number, numbers.Real):
             raise InvalidInput(f"{name}[{metric!r}] must be a number", field=metric)
-        if not math.isfinite(number) or (non_negative and number < 0):
-            raise InvalidInput(f"{name}[{metric!r}] must be a finite number >= 0", field=metric)
+        if not math.isfinite(number):
+            raise InvalidInput(f"{name}[{metric!r}] must be finite", field=metric)
+        if non_negative and number < 0:
+            raise InvalidInput(f"{name}[{metric!r}] must be >= 0", field=metric)
         checked[metric] = float(number)
     return checked
 

@@ -1,9 +1,5 @@
 """Hyperparameter tuning on Optuna, with every trial tracked as a nested run.
 
-Trials are child runs of one parent (the active run, else a new run named after the study)
-holding their params, metrics and the tags ``loopml.trial_number`` and ``loopml.study``; the
-parent gets the best params (``best.<name>``) and the best value (``best.<metric>``).
-
 Optuna versions its tables in a table named ``alembic_version``, as loopml's migrations do, so
 the two cannot share a SQL namespace. Studies live beside loopml's metadata: on PostgreSQL in
 the schema ``loopml_optuna`` of the same database, on SQLite in ``<store>-optuna.db`` next to
@@ -21,18 +17,14 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna import distributions as dists
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from loopml.config import Settings, load_settings
@@ -50,7 +42,6 @@ PrunerSpec: TypeAlias = "str | optuna.pruners.BasePruner | None"
 _SAMPLERS: dict[str, Callable[[int | None], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
 }
 _PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "none": optuna.pruners.NopPruner,
@@ -108,16 +99,16 @@ def _distribution(name: str, spec: Any) -> BaseDistribution:
         if kind == "categorical":
             if len(args) != 1 or not isinstance(args[0], tuple | list) or options:
                 raise ValueError("expected ('categorical', [choice, ...])")
-            return CategoricalDistribution(list(args[0]))
+            return dists.CategoricalDistribution(list(args[0]))
         if len(args) != 2 or set(options) - {"log", "step"}:
             raise ValueError(f"expected ({kind!r}, low, high[, {{'log': ..., 'step': ...}}])")
         number = int if kind == "int" else (int, float)
         if any(isinstance(v, bool) or not isinstance(v, number) for v in args):
             raise ValueError(f"low and high must be {'integers' if kind == 'int' else 'numbers'}")
-        log = bool(options.get("log", False))
+        low, high, log = args[0], args[1], bool(options.get("log", False))
         if kind == "int":
-            return IntDistribution(args[0], args[1], log=log, step=int(options.get("step", 1)))
-        return FloatDistribution(args[0], args[1], log=log, step=options.get("step"))
+            return dists.IntDistribution(low, high, log=log, step=int(options.get("step", 1)))
+        return dists.FloatDistribution(low, high, log=log, step=options.get("step"))
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"space[{name!r}] is invalid: {exc}", field=f"space.{name}") from exc
 
@@ -125,11 +116,11 @@ def _distribution(name: str, spec: Any) -> BaseDistribution:
 def _suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for key, d in space.items():
-        if isinstance(d, FloatDistribution):
+        if isinstance(d, dists.FloatDistribution):
             params[key] = trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
-        elif isinstance(d, IntDistribution):
+        elif isinstance(d, dists.IntDistribution):
             params[key] = trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
-        elif isinstance(d, CategoricalDistribution):
+        elif isinstance(d, dists.CategoricalDistribution):
             params[key] = trial.suggest_categorical(key, d.choices)
         else:
             raise InvalidInput(f"space[{key!r}] has an unsupported distribution", field="space")
@@ -139,24 +130,19 @@ def _suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict
 def _sampler(sampler: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSampler:
     if isinstance(sampler, optuna.samplers.BaseSampler):
         return sampler
-    if sampler not in _SAMPLERS:
-        raise InvalidInput(f"sampler must be one of {tuple(_SAMPLERS)}", field="sampler")
+    _check(sampler in _SAMPLERS, "sampler", sampler, f"one of {tuple(_SAMPLERS)} or a sampler")
     return _SAMPLERS[sampler](seed)
 
 
 def _pruner(pruner: PrunerSpec) -> optuna.pruners.BasePruner:
     if isinstance(pruner, optuna.pruners.BasePruner):
         return pruner
-    if (pruner or "none") not in _PRUNERS:
-        raise InvalidInput(f"pruner must be one of {tuple(_PRUNERS)}", field="pruner")
+    _check((pruner or "none") in _PRUNERS, "pruner", pruner, f"one of {tuple(_PRUNERS)}")
     return _PRUNERS[pruner or "none"]()
 
 
 def optuna_storage(settings: Settings | None = None) -> optuna.storages.RDBStorage:
-    """Return the Optuna storage beside loopml's metadata store (see the module notes).
-
-    Raises :class:`InvalidInput` with a remote tracking server, which has no local database.
-    """
+    """Return the Optuna storage beside loopml's metadata store (see the module notes)."""
     settings = settings or load_settings()
     if settings.tracking_uri:
         raise InvalidInput("a remote tracking server has no local database", field="storage")
@@ -173,7 +159,9 @@ def optuna_storage(settings: Settings | None = None) -> optuna.storages.RDBStora
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(119304647)")
         conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}")
     kwargs = {"pool_pre_ping": True, "connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"}}
-    return optuna.storages.RDBStorage(url.render_as_string(False), engine_kwargs=kwargs)
+    return optuna.storages.RDBStorage(
+        url.render_as_string(hide_password=False), engine_kwargs=kwargs
+    )
 
 
 def _close_storage(storage: optuna.storages.BaseStorage) -> None:
@@ -187,10 +175,9 @@ def _as_metrics(result: Any, metric: str) -> dict[str, float]:
         message = f"the objective returned {sorted(values)}, not the metric {metric!r}"
         raise InvalidInput(message, field="metric")
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not number or (key == metric and math.isnan(float(value))):
             raise InvalidInput(f"metric {key!r} is {value!r}, not a number", field="metric")
-    if math.isnan(float(values[metric])):
-        raise InvalidInput(f"metric {metric!r} is NaN", field="metric")
     return {str(key): float(value) for key, value in values.items()}
 
 
@@ -207,14 +194,16 @@ class _TrialRunner:
 
     def __call__(self, trial: optuna.Trial) -> float:
         current = fluent.active_run()
-        attach: AbstractContextManager[Any] = (
-            nullcontext()
-            if current is not None and current.run_id == self.parent_run_id
-            else fluent.use_run(self.parent_run_id)  # a worker thread or a Dask worker
-        )
+        on_parent = current is not None and current.run_id == self.parent_run_id
+        # in a worker thread or a Dask worker, make the parent the active run first
+        attach = nullcontext() if on_parent else fluent.use_run(self.parent_run_id)
         tags = {"loopml.trial_number": trial.number, "loopml.study": self.study_name}
         name, pruned = f"trial-{trial.number}", False
-        with attach, fluent.start_run(name, True, tags, self.experiment_id) as run:
+        experiment = self.experiment_id
+        with (
+            attach,
+            fluent.start_run(name, nested=True, tags=tags, experiment_id=experiment) as run,
+        ):
             trial.set_user_attr("loopml.run_id", run.run_id)
             try:
                 metrics = _as_metrics(self._call(trial), self.metric)
@@ -289,13 +278,12 @@ def tune(
         How many trials (fewer when ``timeout_s`` runs out), and which way to optimise which
         of the objective's metrics.
     sampler, pruner, seed
-        ``"tpe"``, ``"random"``, ``"cmaes"`` or an Optuna sampler, seeded by ``seed`` (which
-        makes a local ``n_jobs=1`` study reproducible); ``"median"``, ``"hyperband"``,
+        ``"tpe"``, ``"random"`` or an Optuna sampler, seeded by ``seed`` (which makes a local
+        ``n_jobs=1`` study reproducible); ``"median"``, ``"hyperband"``,
         ``"successive_halving"`` or an Optuna pruner for objectives that ``trial.report``.
-    study_name : str, optional
-        Defaults to ``tune-<hex>``; an existing study of that name is resumed.
-    timeout_s : float, optional
-        Start no trial after this many seconds.
+    study_name, timeout_s
+        Defaults to ``tune-<hex>``; an existing study is resumed. Start no trial after
+        ``timeout_s`` seconds.
     executor, n_jobs
         ``"local"`` runs ``n_jobs`` trials at once in threads; ``"dask"`` runs them on a
         ``LocalCluster`` of ``max(n_jobs, 2)`` processes (or on ``LOOPML_DASK_SCHEDULER``,
@@ -310,12 +298,11 @@ def tune(
 
     Examples
     --------
-    >>> space = {"x": ("float", -5, 5)}
-    >>> result = lm.tune(lambda p: -((p["x"] - 2) ** 2), space, seed=0)  # doctest: +SKIP
+    >>> lm.tune(lambda p: -((p["x"] - 2) ** 2), {"x": ("float", -5, 5)})  # doctest: +SKIP
     """
-    is_int = [isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_trials, n_jobs)]
-    _check(is_int[0], "n_trials", n_trials, "a positive integer")
-    _check(is_int[1], "n_jobs", n_jobs, "a positive integer")
+    for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        _check(is_int and value > 0, key, value, "a positive integer")
     _check(direction in ("maximize", "minimize"), "direction", direction, "maximize or minimize")
     _check(executor in ("local", "dask"), "executor", executor, "'local' or 'dask'")
     _check(timeout_s is None or timeout_s > 0, "timeout_s", timeout_s, "positive")
@@ -330,10 +317,12 @@ def tune(
         message = f"run {parent.run_id} already holds a study: start a nested run per tune call"
         raise InvalidInput(message, field="study_name")
     settings, verbosity = load_settings(), optuna.logging.get_verbosity()
+    remote = settings.tracking_uri is not None
+    _check(executor == "local" or not remote, "executor", executor, "'local' with remote tracking")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
     try:
-        storage = storage if settings.tracking_uri else optuna_storage(settings)
+        storage = storage if remote else optuna_storage(settings)
         with fluent.start_run(name) if parent is None else nullcontext(parent) as run:
             kwargs: dict[str, Any] = {"sampler": the_sampler, "pruner": the_pruner}
             kwargs.update(storage=storage, direction=direction, load_if_exists=True)
@@ -348,9 +337,12 @@ def tune(
             info = run.info
             runner = _TrialRunner(objective, parsed, metric, name, info.run_id, info.experiment_id)
             if executor == "dask":
-                _optimize_on_dask(study, runner, n_trials, n_jobs, (sampler, seed, timeout_s))
+                _optimize_on_dask(
+                    study, runner, n_trials, n_jobs, (storage, sampler, seed, timeout_s)
+                )
             else:
-                study.optimize(runner, n_trials, timeout_s, n_jobs, catch=(Exception,))
+                options: dict[str, Any] = {"n_trials": n_trials, "timeout": timeout_s}
+                study.optimize(runner, n_jobs=n_jobs, catch=(Exception,), **options)
             return _finish(study, metric, info.run_id)
     finally:
         _close_storage(storage)
@@ -386,7 +378,7 @@ def _run_dask_task(environment: dict[str, str], study: tuple[Any, ...], runner: 
         sampler.reseed_rng()  # else every worker would propose the same params
     try:
         loaded = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-        loaded.optimize(runner, n_trials, timeout_s, catch=(Exception,))
+        loaded.optimize(runner, n_trials=n_trials, timeout=timeout_s, catch=(Exception,))
     finally:
         _close_storage(storage)
 
@@ -394,10 +386,6 @@ def _run_dask_task(environment: dict[str, str], study: tuple[Any, ...], runner: 
 def _optimize_on_dask(
     study: optuna.Study, runner: _TrialRunner, n_trials: int, n_jobs: int, config: tuple[Any, ...]
 ) -> None:
-    storage = study._storage
-    if not isinstance(storage, optuna.storages.RDBStorage):
-        message = "dask tuning needs loopml's SQL store; a remote tracking server has none"
-        raise InvalidInput(message, field="executor")
     try:
         distributed: Any = importlib.import_module("distributed")
     except ImportError as exc:
@@ -406,7 +394,7 @@ def _optimize_on_dask(
     settings = load_settings()
     env = {"LOOPML_HOME": str(settings.home), "LOOPML_STORE_URI": settings.resolved_store_uri}
     env["LOOPML_ARTIFACT_URI"] = settings.resolved_artifact_uri
-    sampler, seed, timeout_s = config
+    storage, sampler, seed, timeout_s = config
     workers = max(n_jobs, 2)
     shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
     address, cluster = os.environ.get("LOOPML_DASK_SCHEDULER"), None

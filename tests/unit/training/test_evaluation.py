@@ -329,13 +329,46 @@ def test_task_inference_and_recorder(
     model, data = regression
     seen: list[tuple[Any, EvaluationResult]] = []
 
-    class Registered(LinearRegression):
-        pass
+    class Registered:
+        """Stands for a model the registry loaded: it knows its version."""
 
-    wrapped = Registered().fit(data[["x"]], data["y"])
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def predict(self, frame: pd.DataFrame) -> Any:
+            return self.inner.predict(frame[["x"]])
+
+    wrapped = Registered(model)
     register_evaluation_recorder(Registered, lambda m, r: seen.append((m, r)))
     result = evaluate(wrapped, data, "y", latency_rows=0)
     assert result.task == "regression"
     assert seen == [(wrapped, result)]
     evaluate(model, data, "y", latency_rows=0)
     assert len(seen) == 1
+
+
+class _Wrapped:
+    """Like a registry-loaded model: checks its input, always exposes predict_proba."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        if "x1" not in frame.columns:
+            raise InvalidInput("input lacks column 'x1'", field="x1")
+        return self.inner.predict(frame[["x1", "x2", "age"]])
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        raise InvalidInput("this model has no predict_proba", field="predict_proba")
+
+
+def test_wrapped_models_keep_their_errors_and_may_lack_probabilities(
+    binary: tuple[LogisticRegression, pd.DataFrame],
+) -> None:
+    model, data = binary
+    result = evaluate(_Wrapped(model), data, "churn", task="classification", latency_rows=0)
+    assert "log_loss" not in result.metrics and "roc_auc" not in result.metrics
+    assert result.metric("f1") == pytest.approx(evaluate(model, data, "churn").metric("f1"))
+    with pytest.raises(InvalidInput) as error:
+        evaluate(_Wrapped(model), data.drop(columns=["x1"]), "churn", task="classification")
+    assert error.value.field == "x1"

@@ -18,14 +18,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.auth import role_allows
 from loopml.entities.registry import AuditEntry, ModelVersion, RegisteredModel
 from loopml.errors import PermissionDenied
 from loopml.registry.service import APPROVAL_ALIASES, RegistryService, check_model_name
 from loopml.server.auth import authorize
-from loopml.server.schemas import FloatOut, TextValue, _Request
+from loopml.server.schemas import FloatOut, TextValue
 from loopml.store.base import TokenInfo
 from loopml.tracking.system import current_user
 
@@ -48,6 +48,10 @@ Caller = Annotated[TokenInfo | None, Depends(authorize)]
 
 
 # -- bodies --------------------------------------------------------------------------------
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 class ModelVersionOut(BaseModel):
     """One registered version with its lineage, metrics and stored results."""
 
