@@ -174,9 +174,6 @@ def _show_version(version: ModelVersion, *, as_json: bool) -> None:
     if as_json:
         print_json(version.to_dict())
         return
-    gate = "-"
-    if version.gate is not None:
-        gate = "passed" if version.gate.get("passed") else "FAILED"
     render_pairs(
         [
             ("version", f"{version.name} v{version.version} ({version.uri})"),
@@ -189,8 +186,8 @@ def _show_version(version: ModelVersion, *, as_json: bool) -> None:
             ("registered", f"{format_time(version.created_time)} by {version.user}"),
             ("description", version.description or "-"),
             ("tags", _pairs(version.tags)),
-            ("evaluation", "recorded" if version.evaluation else "-"),
-            ("gate", gate),
+            ("evaluation", _evaluation_summary(version.evaluation)),
+            ("gate", _gate_summary(version.gate)),
         ],
         title="Model version",
     )
@@ -204,6 +201,26 @@ def _show_version(version: ModelVersion, *, as_json: bool) -> None:
             [{"key": k, "value": v} for k, v in sorted(version.metrics.items())],
             (Column("key", "Metric", style="bold"), Column("value", "Value", justify="right")),
         )
+
+
+def _evaluation_summary(evaluation: dict[str, Any] | None) -> str:
+    if not evaluation:
+        return "-"
+    metrics = evaluation.get("metrics") or {}
+    shown = [k for k in ("f1", "roc_auc", "rmse", "r2") if k in metrics] or sorted(metrics)[:2]
+    text = ", ".join(f"{k}={format_value(metrics[k])}" for k in shown) or "no metrics"
+    slices = len(evaluation.get("slices") or {})
+    return f"{text} on {evaluation.get('n_rows', '?')} rows, {slices} slice(s)"
+
+
+def _gate_summary(gate: dict[str, Any] | None) -> Text | str:
+    if not gate:
+        return "-"
+    reasons = gate.get("reasons") or []
+    failed = sum(1 for r in reasons if not r.get("passed"))
+    if gate.get("passed"):
+        return Text(f"passed ({len(reasons)} checks)", style="green")
+    return Text(f"FAILED ({failed} of {len(reasons)} checks)", style="bold red")
 
 
 @app.command("register")
@@ -279,19 +296,24 @@ def tag(
 @app.command("audit")
 def audit(name: NameArgument, as_json: JsonOption = False) -> None:
     """Every change to a model: who, when, what, from, to and why (oldest first)."""
-    records = [e.to_dict() for e in _service().audit(name)]
+    entries = [e.to_dict() for e in _service().audit(name)]
+    if as_json:
+        print_json(entries)
+        return
+    records = [
+        {**e, "change": f"{e['from_value'] or '-'} → {e['to_value'] or '-'}"} for e in entries
+    ]
     emit(
         records,
         (
             Column("time", "When", fmt=lambda v: format_time(v, seconds=True), no_wrap=True),
-            Column("user", "User"),
-            Column("action", "Action", style="bold"),
-            Column("version", "Version", justify="right"),
-            Column("from_value", "From", max_width=30),
-            Column("to_value", "To", max_width=50),
-            Column("reason", "Reason", max_width=40),
+            Column("user", "User", no_wrap=True),
+            Column("action", "Action", style="bold", no_wrap=True),
+            Column("version", "Version", justify="right", no_wrap=True),
+            Column("change", "Change", max_width=18, no_wrap=True),
+            Column("reason", "Reason"),
         ),
-        as_json=as_json,
+        as_json=False,
     )
 
 

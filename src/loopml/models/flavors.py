@@ -187,6 +187,16 @@ class PickleFlavor:
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (SklearnFlavor(), PythonFlavor(), PickleFlavor())}
 
 
+def _register_extras() -> None:
+    # Imported here: the extra flavors' module imports this one for the Flavor protocol.
+    from loopml.models.flavors_extra import register_extra_flavors
+
+    register_extra_flavors(FLAVORS)
+
+
+_register_extras()
+
+
 def choose_flavor(model: Any, flavor: str | None) -> Flavor:
     """The flavor for a model: the named one, else the first that matches."""
     if flavor is not None:
@@ -200,6 +210,7 @@ def choose_flavor(model: Any, flavor: str | None) -> Flavor:
             return candidate
     raise InvalidInput(
         f"cannot log a {type(model).__module__}.{type(model).__qualname__}: supported are "
-        "scikit-learn estimators and lm.models.PythonModel subclasses (or flavor='pickle')",
+        "scikit-learn, XGBoost and LightGBM estimators, torch modules and "
+        "lm.models.PythonModel subclasses (or flavor='pickle')",
         field="model",
     )

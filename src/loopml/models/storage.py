@@ -87,9 +87,14 @@ def save_model_files(
         example_frame = signatures.as_frame(input_example, field="input_example")
         if signature is None:
             output = None
-            if hasattr(model, "predict"):
+            predict = getattr(chosen, "predict_example", None)
+            if predict is not None or hasattr(model, "predict"):
                 try:
-                    output = model.predict(example_frame)
+                    output = (
+                        predict(model, example_frame)
+                        if predict is not None
+                        else model.predict(example_frame)
+                    )
                 except Exception as exc:  # noqa: BLE001 - the user's model, any error
                     raise InvalidInput(
                         f"the model cannot predict on the input example: {exc}",

@@ -83,24 +83,12 @@ _SPACES: dict[str, dict[str, Any]] = {
 class AutoMLResult:
     """What :func:`automl` found.
 
-    Attributes
-    ----------
-    best_model : sklearn.pipeline.Pipeline
-        The best family's pipeline with its best params, refit on all the data.
-    best_family : str
-        Its family.
-    best_score : float
-        Its mean cross-validated score (higher is better, scikit-learn's convention).
-    leaderboard : pandas.DataFrame
-        One row per family, best first: ``family``, ``score``, ``score_std``, ``n_trials``,
-        ``status`` (``ok``, ``failed``, ``skipped`` when the budget ran out), ``best_params``,
-        ``run_id``, ``duration_s``.
-    metric : str
-        The scikit-learn scorer used.
-    task : str
-        ``classification`` or ``regression``.
-    run_id : str
-        The run holding the search (families and trials are nested under it).
+    ``best_model`` is the best family's pipeline with its best params, refit on all the data;
+    ``best_score`` its mean cross-validated ``metric`` (a scikit-learn scorer: higher is
+    better). ``leaderboard`` has one row per family, best first: ``family``, ``score``,
+    ``score_std``, ``n_trials``, ``status`` (``ok``, ``failed``, or ``skipped`` when the budget
+    ran out), ``best_params``, ``run_id``, ``duration_s``. ``run_id`` is the search's run; the
+    family runs and their trial runs are nested under it.
     """
 
     best_model: Any
@@ -117,13 +105,7 @@ class AutoMLResult:
 
 
 class _EncodedLabels(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    """Fit a classifier on labels encoded as 0..k-1 (XGBoost needs them) and decode its output.
-
-    Parameters
-    ----------
-    estimator : classifier
-        The classifier to wrap; cloned on :meth:`fit`.
-    """
+    """Fit ``estimator`` (cloned) on labels encoded as 0..k-1, as XGBoost needs, and decode."""
 
     def __init__(self, estimator: Any = None) -> None:
         self.estimator = estimator
@@ -224,7 +206,8 @@ def _check_inputs(
     data: Any, target: str, task: str | None, metric: str | None, families: list[str] | None
 ) -> tuple[Task, str, list[str]]:
     if not isinstance(data, pd.DataFrame):
-        raise InvalidInput(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        message = f"data must be a pandas DataFrame, got {type(data).__name__}"
+        raise InvalidInput(message, field="data")
     if target not in data.columns:
         raise InvalidInput(f"target {target!r} is not a column of data", field="target")
     if data[target].isna().any():
@@ -262,26 +245,38 @@ def _splitter(y: pd.Series, task: Task, cv: int, seed: int) -> KFold | Stratifie
     return StratifiedKFold(cv, shuffle=True, random_state=seed)
 
 
-def _objective(
-    family: str,
-    task: Task,
-    data: tuple[pd.DataFrame, pd.Series],
-    scoring: str,
-    splitter: Any,
-    seed: int,
-) -> Callable[[dict[str, Any]], dict[str, float]]:
-    features, y = data
-    columns = _split_columns(features)
+@dataclass(frozen=True)
+class _Problem:
+    """The data and settings every family is scored on."""
 
-    def objective(params: dict[str, Any]) -> dict[str, float]:
-        model = _pipeline(family, task, params, columns, seed)
-        with warnings.catch_warnings():  # a fold without some class, a solver at max_iter
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            scores = cross_val_score(model, features, y, cv=splitter, scoring=scoring)
-        return {scoring: float(np.mean(scores)), f"{scoring}_std": float(np.std(scores))}
+    features: pd.DataFrame
+    y: pd.Series
+    columns: tuple[list[str], list[str]]
+    task: Task
+    scoring: str
+    splitter: Any
+    seed: int
 
-    return objective
+    def pipeline(self, family: str, params: dict[str, Any]) -> Pipeline:
+        """An unfitted pipeline of ``family`` with ``params``."""
+        return _pipeline(family, self.task, params, self.columns, self.seed)
+
+    def objective(self, family: str) -> Callable[[dict[str, Any]], dict[str, float]]:
+        """The tuning objective of ``family``: its mean and spread over the folds."""
+
+        def objective(params: dict[str, Any]) -> dict[str, float]:
+            model, data = self.pipeline(family, params), (self.features, self.y)
+            with warnings.catch_warnings():  # a fold without some class, a solver at max_iter
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                options = {"cv": self.splitter, "scoring": self.scoring, "error_score": "raise"}
+                scores = cross_val_score(model, *data, **options)
+            return {
+                self.scoring: float(np.mean(scores)),
+                f"{self.scoring}_std": float(np.std(scores)),
+            }
+
+        return objective
 
 
 def automl(
@@ -340,6 +335,7 @@ def automl(
         raise InvalidInput("time_budget_s must be a positive number", field="time_budget_s")
     features, y = data.drop(columns=[target]), data[target]
     splitter = _splitter(y, the_task, cv, seed)
+    problem = _Problem(features, y, _split_columns(features), the_task, scoring, splitter, seed)
     deadline = time.monotonic() + float(time_budget_s)
     parent = fluent.active_run()
     with fluent.start_run("automl", nested=parent is not None) as run:
@@ -353,20 +349,18 @@ def automl(
             if share <= 0 and index > 0:  # the first family always runs, so there is a model
                 rows.append(_row(family, "skipped", 0.0))
                 continue
-            objective = _objective(family, the_task, (features, y), scoring, splitter, seed)
             key = "linear_regression" if (family, the_task) == ("linear", "regression") else family
             study = f"automl-{run.run_id[:12]}-{family}"
-            options = {"n_trials": max_trials, "metric": scoring, "seed": seed}
-            rows.append(_search(family, _SPACES[key], objective, study, share, options))
+            options = {"n_trials": max_trials, "metric": scoring, "seed": seed, "study_name": study}
+            rows.append(_search(family, _SPACES[key], problem, share, options))
         board = pd.DataFrame(rows).sort_values("score", ascending=False, na_position="last")
         board = board.reset_index(drop=True)
         fluent.log_dict(board.to_dict(orient="records"), "automl/leaderboard.json")
         if board["status"].iloc[0] != "ok":
-            raise LoopmlError(f"no model family produced a model: {rows}")
+            statuses = dict(zip(board["family"], board["status"], strict=True))
+            raise LoopmlError(f"no model family produced a model: {statuses}")
         best = board.iloc[0]
-        columns = _split_columns(features)
-        model = _pipeline(best["family"], the_task, best["best_params"], columns, seed)
-        model.fit(features, y)
+        model = problem.pipeline(best["family"], best["best_params"]).fit(features, y)
         fluent.log_metrics({f"best.{scoring}": float(best["score"])})
         fluent.set_tags({"loopml.automl.best_family": best["family"]})
         family, score = str(best["family"]), float(best["score"])
@@ -381,19 +375,15 @@ def _row(family: str, status: str, started: float, **values: Any) -> dict[str, A
 
 
 def _search(
-    family: str,
-    space: dict[str, Any],
-    objective: Callable[[dict[str, Any]], dict[str, float]],
-    study: str,
-    share: float,
-    options: dict[str, Any],
+    family: str, space: dict[str, Any], problem: _Problem, share: float, options: dict[str, Any]
 ) -> dict[str, Any]:
     """Tune one family in a nested run; return its leaderboard row."""
     started, run_id = time.monotonic(), None
     try:
         with fluent.start_run(f"automl-{family}", nested=True) as family_run:
             run_id = family_run.run_id
-            result = tune(objective, space, study_name=study, timeout_s=max(share, 1e-3), **options)
+            objective, timeout_s = problem.objective(family), max(share, 1e-3)
+            result = tune(objective, space, timeout_s=timeout_s, **options)
     except InvalidInput:
         raise
     except LoopmlError:  # every trial failed: the family run ends FAILED, the search goes on

@@ -9,7 +9,7 @@ tracking server (``LOOPML_TRACKING_URI``).
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import logging
 import math
 import numbers
@@ -127,18 +127,13 @@ def _suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict
     return params
 
 
-def _sampler(sampler: SamplerSpec, seed: int | None) -> optuna.samplers.BaseSampler:
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    _check(sampler in _SAMPLERS, "sampler", sampler, f"one of {tuple(_SAMPLERS)} or a sampler")
-    return _SAMPLERS[sampler](seed)
-
-
-def _pruner(pruner: PrunerSpec) -> optuna.pruners.BasePruner:
-    if isinstance(pruner, optuna.pruners.BasePruner):
-        return pruner
-    _check((pruner or "none") in _PRUNERS, "pruner", pruner, f"one of {tuple(_PRUNERS)}")
-    return _PRUNERS[pruner or "none"]()
+def _named(spec: Any, table: Mapping[str, Callable[..., Any]], kind: str, *args: Any) -> Any:
+    """Build the sampler or pruner ``spec`` names, or pass an Optuna object through."""
+    base = optuna.samplers.BaseSampler if kind == "sampler" else optuna.pruners.BasePruner
+    if isinstance(spec, base):
+        return spec
+    _check(spec in table, kind, spec, f"one of {tuple(table)} or an Optuna {kind}")
+    return table[spec](*args)
 
 
 def optuna_storage(settings: Settings | None = None) -> optuna.storages.RDBStorage:
@@ -199,10 +194,9 @@ class _TrialRunner:
         attach = nullcontext() if on_parent else fluent.use_run(self.parent_run_id)
         tags = {"loopml.trial_number": trial.number, "loopml.study": self.study_name}
         name, pruned = f"trial-{trial.number}", False
-        experiment = self.experiment_id
         with (
             attach,
-            fluent.start_run(name, nested=True, tags=tags, experiment_id=experiment) as run,
+            fluent.start_run(name, nested=True, tags=tags, experiment_id=self.experiment_id) as run,
         ):
             trial.set_user_attr("loopml.run_id", run.run_id)
             try:
@@ -266,14 +260,18 @@ def tune(
 ) -> TuneResult:
     """Tune hyperparameters with Optuna, tracking every trial as a nested run.
 
+    Trials are child runs of the active run (else of a new run named after the study) with
+    their params, metrics and the tags ``loopml.trial_number`` and ``loopml.study``; the parent
+    gets the best params (``best.<name>``) and value (``best.<metric>``). Raises
+    :class:`InvalidInput` naming a bad argument, :class:`LoopmlError` if no trial completed.
+
     Parameters
     ----------
-    objective : callable
-        Gets the sampled params dict (with a ``space``) or the ``optuna.Trial`` (without);
-        returns a number or a dict of metrics holding ``metric``. ``lm.log_*`` calls inside
-        land in the trial's run; a trial that raises ends FAILED and the study goes on.
-    space : mapping, optional
-        The search space, see :func:`parse_space`.
+    objective, space
+        ``objective`` gets the params sampled from ``space`` (see :func:`parse_space`) or,
+        without a space, the ``optuna.Trial``; it returns a number or a dict of metrics
+        holding ``metric``. ``lm.log_*`` calls inside land in the trial's run; a trial that
+        raises ends FAILED and the study goes on.
     n_trials, direction, metric
         How many trials (fewer when ``timeout_s`` runs out), and which way to optimise which
         of the objective's metrics.
@@ -289,13 +287,6 @@ def tune(
         ``LocalCluster`` of ``max(n_jobs, 2)`` processes (or on ``LOOPML_DASK_SCHEDULER``,
         given PostgreSQL and shared artifacts) sharing the study's SQL storage.
 
-    Raises
-    ------
-    InvalidInput
-        For a malformed argument (naming it), or an active run that already holds a study.
-    LoopmlError
-        When no trial completed.
-
     Examples
     --------
     >>> lm.tune(lambda p: -((p["x"] - 2) ** 2), {"x": ("float", -5, 5)})  # doctest: +SKIP
@@ -305,13 +296,16 @@ def tune(
         _check(is_int and value > 0, key, value, "a positive integer")
     _check(direction in ("maximize", "minimize"), "direction", direction, "maximize or minimize")
     _check(executor in ("local", "dask"), "executor", executor, "'local' or 'dask'")
+    if executor == "dask" and importlib.util.find_spec("distributed") is None:
+        raise InvalidInput("dask tuning needs: pip install 'loopml[dask]'", field="executor")
     _check(timeout_s is None or timeout_s > 0, "timeout_s", timeout_s, "positive")
     check_key(metric, "metric")
     parsed = None if space is None else parse_space(space)
     if parsed is not None and pruner not in (None, "none"):
         raise InvalidInput("pruning needs space=None and trial.report calls", field="pruner")
     name = check_name(study_name or f"tune-{uuid.uuid4().hex[:12]}", "study_name")
-    the_sampler, the_pruner = _sampler(sampler, seed), _pruner(pruner)
+    the_sampler = _named(sampler, _SAMPLERS, "sampler", seed)
+    the_pruner = _named(pruner or "none", _PRUNERS, "pruner")
     parent = fluent.active_run()
     if parent is not None and "loopml.study" in fluent.get_run(parent.run_id).tags:
         message = f"run {parent.run_id} already holds a study: start a nested run per tune call"
@@ -319,10 +313,9 @@ def tune(
     settings, verbosity = load_settings(), optuna.logging.get_verbosity()
     remote = settings.tracking_uri is not None
     _check(executor == "local" or not remote, "executor", executor, "'local' with remote tracking")
+    storage = optuna.storages.InMemoryStorage() if remote else optuna_storage(settings)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
     try:
-        storage = storage if remote else optuna_storage(settings)
         with fluent.start_run(name) if parent is None else nullcontext(parent) as run:
             kwargs: dict[str, Any] = {"sampler": the_sampler, "pruner": the_pruner}
             kwargs.update(storage=storage, direction=direction, load_if_exists=True)
@@ -331,15 +324,13 @@ def tune(
                 raise InvalidInput(f"study {name!r} has the other direction", field="direction")
             fluent.set_tags({"loopml.study": name, "loopml.study_direction": direction})
             sampler_name = sampler if isinstance(sampler, str) else type(sampler).__name__
-            config = {"n_trials": n_trials, "metric": metric, "sampler": sampler_name}
-            config.update({"seed": seed, "executor": executor, "n_jobs": n_jobs})
+            config = {"n_trials": n_trials, "sampler": sampler_name, "seed": seed}
             fluent.log_params({f"tune.{key}": value for key, value in config.items()})
             info = run.info
             runner = _TrialRunner(objective, parsed, metric, name, info.run_id, info.experiment_id)
             if executor == "dask":
-                _optimize_on_dask(
-                    study, runner, n_trials, n_jobs, (storage, sampler, seed, timeout_s)
-                )
+                plan = (storage, sampler, seed, timeout_s)
+                _optimize_on_dask(study, runner, n_trials, n_jobs, plan)
             else:
                 options: dict[str, Any] = {"n_trials": n_trials, "timeout": timeout_s}
                 study.optimize(runner, n_jobs=n_jobs, catch=(Exception,), **options)
@@ -354,10 +345,8 @@ def _finish(study: optuna.Study, metric: str, parent_run_id: str) -> TuneResult:
     count = {state: sum(t.state is state for t in trials) for state in TrialState}
     if not count[TrialState.COMPLETE]:
         failed = [t.system_attrs.get("fail_reason") for t in trials if t.state is TrialState.FAIL]
-        raise LoopmlError(
-            f"no trial of study {study.study_name!r} completed ({len(trials)} trials); "
-            f"first failure: {failed[0] if failed else 'none recorded'}"
-        )
+        reason = failed[0] if failed else "none recorded"
+        raise LoopmlError(f"no trial of {study.study_name!r} completed; first failure: {reason}")
     best, value = study.best_trial, float(study.best_value)
     fluent.log_params({f"best.{k}": v for k, v in best.params.items()})
     fluent.log_metrics({f"best.{metric}": value, "tune.n_failed": count[TrialState.FAIL]})
@@ -373,7 +362,7 @@ def _run_dask_task(environment: dict[str, str], study: tuple[Any, ...], runner: 
         os.environ.update(environment)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name, storage, sampler_spec, seed, pruner, n_trials, timeout_s = study
-    sampler = _sampler(sampler_spec, seed)
+    sampler = _named(sampler_spec, _SAMPLERS, "sampler", seed)
     if seed is None or not isinstance(sampler_spec, str):
         sampler.reseed_rng()  # else every worker would propose the same params
     try:
@@ -384,17 +373,13 @@ def _run_dask_task(environment: dict[str, str], study: tuple[Any, ...], runner: 
 
 
 def _optimize_on_dask(
-    study: optuna.Study, runner: _TrialRunner, n_trials: int, n_jobs: int, config: tuple[Any, ...]
+    study: optuna.Study, runner: _TrialRunner, n_trials: int, n_jobs: int, plan: tuple[Any, ...]
 ) -> None:
-    try:
-        distributed: Any = importlib.import_module("distributed")
-    except ImportError as exc:
-        message = "dask tuning needs dask.distributed: pip install 'loopml[dask]'"
-        raise InvalidInput(message, field="executor") from exc
+    distributed: Any = importlib.import_module("distributed")
     settings = load_settings()
     env = {"LOOPML_HOME": str(settings.home), "LOOPML_STORE_URI": settings.resolved_store_uri}
     env["LOOPML_ARTIFACT_URI"] = settings.resolved_artifact_uri
-    storage, sampler, seed, timeout_s = config
+    storage, sampler, seed, timeout_s = plan
     workers = max(n_jobs, 2)
     shares = [n_trials // workers + (i < n_trials % workers) for i in range(workers)]
     address, cluster = os.environ.get("LOOPML_DASK_SCHEDULER"), None

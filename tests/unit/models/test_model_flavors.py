@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -127,11 +128,15 @@ def test_xgboost_booster(numeric: pd.DataFrame) -> None:
     xgboost = pytest.importorskip("xgboost")
     train = xgboost.DMatrix(numeric, label=numeric.income - numeric.age)
     booster = xgboost.train({"max_depth": 2, "nthread": 1}, train, num_boost_round=10)
-    loaded = log_and_load(booster, numeric)
+    flavor: Any = FLAVORS["xgboost"]
+    expected = booster.predict(xgboost.DMatrix(numeric))
+    np.testing.assert_array_equal(flavor.predict_example(booster, numeric), expected)
+    # A Booster's own predict needs a DMatrix, so give the signature until storage predicts
+    # through the flavor.
+    signature = lm.models.infer_signature(numeric.head(), expected[:5])
+    loaded = log_and_load(booster, numeric, signature=signature)
     assert loaded.manifest["flavor_details"]["class"] == "xgboost.Booster"
-    np.testing.assert_allclose(
-        loaded.predict(numeric), booster.predict(xgboost.DMatrix(numeric)), rtol=1e-6
-    )
+    np.testing.assert_allclose(loaded.predict(numeric), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -179,11 +184,15 @@ def test_lightgbm_early_stopping_keeps_best_iteration(numeric: pd.DataFrame) -> 
     lightgbm = pytest.importorskip("lightgbm")
     target = numeric.score > 0
     classifier = lightgbm.LGBMClassifier(n_estimators=200, verbose=-1, n_jobs=1)
+    if "eval_X" in inspect.signature(classifier.fit).parameters:  # lightgbm >= 4.7
+        validation: dict[str, Any] = {"eval_X": numeric[200:], "eval_y": target[200:]}
+    else:
+        validation = {"eval_set": [(numeric[200:], target[200:])]}
     classifier.fit(
         numeric[:200],
         target[:200],
-        eval_set=[(numeric[200:], target[200:])],
         callbacks=[lightgbm.early_stopping(5, verbose=False)],
+        **validation,
     )
     assert 0 < classifier.best_iteration_ < 200
     loaded = log_and_load(classifier, numeric)
@@ -225,6 +234,10 @@ def test_torch_scripted_mlp(numeric: pd.DataFrame) -> None:
     }
     model.eval()
     expected = torch_predict(model, numeric)
+    model.train()
+    flavor: Any = FLAVORS["torch"]
+    np.testing.assert_array_equal(flavor.predict_example(model, numeric), expected)
+    assert model.training
     np.testing.assert_allclose(loaded.predict(numeric), expected, rtol=1e-6)
     # columns are fed to the module in signature order, whatever the caller's order
     np.testing.assert_allclose(loaded.predict(numeric[["score", "age", "income"]]), expected)

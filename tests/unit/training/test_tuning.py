@@ -151,7 +151,7 @@ def test_a_failing_trial_ends_failed_and_the_study_goes_on() -> None:
     assert failed.tags["loopml.trial_state"] == "FAIL"
     assert "RuntimeError: boom" in failed.tags["loopml.error"]
     assert "x" in failed.params  # suggested before the failure
-    assert "NaN" in lm.get_run(result.trials[2]["run_id"]).tags["loopml.error"]
+    assert "is nan, not a number" in lm.get_run(result.trials[2]["run_id"]).tags["loopml.error"]
     parent = lm.get_run(result.parent_run_id)
     assert parent.status is lm.RunStatus.FINISHED
     assert parent.metrics["tune.n_failed"] == 2
