@@ -62,7 +62,7 @@ def __getattr__(name: str) -> _Any:
         from loopml.models import log_model
 
         return log_model
-    if name in ("evaluate", "Gate"):
+    if name in ("evaluate", "Gate", "tune", "automl"):
         import loopml.registry  # noqa: F401 - stores evaluations and gate results
         import loopml.training
 
@@ -92,6 +92,7 @@ __all__ = [
     "Unauthenticated",
     "__version__",
     "active_run",
+    "automl",
     "data",
     "datasets",
     "delete_run",
@@ -124,4 +125,5 @@ __all__ = [
     "start_run",
     "step",
     "triggers",
+    "tune",
 ]

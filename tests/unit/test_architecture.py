@@ -18,8 +18,16 @@ LAYERS: dict[str, set[str]] = {
     "auth": {"entities", "errors", "config", "store", "auth"},
     "stats": {"errors", "stats"},
     "models": {"entities", "errors", "config", "store", "tracking", "models", "registry"},
-    "registry": {"entities", "errors", "config", "store", "tracking", "models", "registry",
-                 "training"},
+    "registry": {
+        "entities",
+        "errors",
+        "config",
+        "store",
+        "tracking",
+        "models",
+        "registry",
+        "training",
+    },
     "pipelines": {"entities", "errors", "config", "store", "tracking", "pipelines", "data"},
     "training": {
         "entities",

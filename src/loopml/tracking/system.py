@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import platform
@@ -57,8 +58,9 @@ def git_info(cwd: Path | None = None) -> dict[str, str]:
     return info
 
 
+@functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
-    """Versions of the key packages that are installed."""
+    """Versions of the key packages that are installed (read once per process)."""
     versions = {}
     for name in _KEY_PACKAGES:
         try:
