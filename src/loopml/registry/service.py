@@ -179,7 +179,9 @@ class RegistryService:
     def delete_alias(
         self, name: str, alias: str, *, reason: str = "", user: str | None = None
     ) -> int:
-        """Remove an alias; return the version it pointed at."""
+        """Remove an alias; return the version it pointed at (``champion`` needs a reason)."""
+        if alias in APPROVAL_ALIASES and not reason.strip():
+            raise InvalidInput(f"removing {alias!r} needs a reason", field="reason")
         return self.store.delete_alias(
             check_model_name(name), check_alias(alias), reason, user or current_user()
         )
@@ -269,8 +271,12 @@ class RegistryService:
         lines += ["", "## Inputs", ""]
         inputs = (item.signature or {}).get("inputs") or []
         lines += [f"- `{c['name']}`: {c['type']}" for c in inputs] or ["- no signature"]
-        lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(item.metrics.items())]
+        lines += ["", "## Metrics", ""]
+        if item.metrics:
+            lines += ["| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {v:.4g} |" for k, v in sorted(item.metrics.items())]
+        else:
+            lines.append("- none logged by the source run")
         slices = (item.evaluation or {}).get("slices") or {}
         if slices:
             lines += ["", "## Slices", "", "| slice | n | metrics |", "|---|---|---|"]

@@ -121,8 +121,8 @@ def open_registry_stores(settings: Settings) -> RegistryStores:
     """Open the registry store the settings name."""
     if settings.tracking_uri:
         raise InvalidInput(
-            "the model registry is not served over the tracking server's REST API yet: set "
-            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI instead of LOOPML_TRACKING_URI",
+            "the SDK's registry works against the stores directly: set LOOPML_STORE_URI and "
+            "LOOPML_ARTIFACT_URI (remote clients can use the server's /api/v1/models routes)",
             field="tracking_uri",
         )
     from loopml.store.sql.datasets import SqlDatasetStore

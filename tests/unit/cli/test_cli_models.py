@@ -162,3 +162,8 @@ def test_help() -> None:
     for command in ("list", "show", "versions", "version", "register", "alias", "audit", "card"):
         assert command in text
     assert "set" in _ok(["models", "alias", "--help"])
+
+
+def test_refuses_a_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPML_TRACKING_URI", "http://127.0.0.1:9")
+    _fails(["models", "list"], "LOOPML_STORE_URI")
