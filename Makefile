@@ -34,9 +34,13 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP) services lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	bash benchmarks/setup_anchors.sh
 	$(BIN)/python benchmarks/bench_tracking.py --write
+	bash benchmarks/setup_evidently.sh
+	$(BIN)/python benchmarks/bench_data.py --write
+	bash benchmarks/setup_zenml.sh
+	$(BIN)/python benchmarks/bench_pipelines.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -321,7 +321,7 @@ class PipelineRunner:
         execution = replace(
             self.executions[node], cache_key=key, inputs={k: v.sha256 for k, v in inputs.items()}
         )
-        reason = self._miss_reason(node, execution)
+        reason = ""
         if spec.step.options.cache and self.cache:
             hit = self.store.find_cached_execution(node, key)
             if hit is not None and all(self.blobs.exists(o.sha256) for o in hit.outputs):
@@ -345,6 +345,8 @@ class PipelineRunner:
             reason = "cache disabled for this step"
         else:
             reason = "cache disabled for this run"
+        # Only misses pay for finding out what changed since the last successful execution.
+        reason = reason or self._miss_reason(node, execution)
         assert self.run_record.run_id is not None
         tracked = self.tracking.create_run(
             self.tracking.get_run(self.run_record.run_id).experiment_id,
