@@ -83,3 +83,14 @@ def resolve_run(tracking: TrackingService, run_id: str) -> Run:
 def experiments_by_id(tracking: TrackingService) -> dict[str, Experiment]:
     """Every experiment (deleted ones too) by id."""
     return {e.experiment_id: e for e in tracking.list_experiments(include_deleted=True)}
+
+
+def parse_tags(tags: list[str]) -> dict[str, str]:
+    """Turn repeated ``--tag KEY=VALUE`` options into a mapping."""
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"tag {tag!r} must look like KEY=VALUE", field="tag")
+        parsed[key] = value
+    return parsed

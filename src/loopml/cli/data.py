@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from loopml.cli._common import JsonOption
+from loopml.cli._common import JsonOption, parse_tags
 from loopml.cli._output import (
     Column,
     emit,
@@ -49,16 +49,6 @@ def _service() -> DatasetService:
     from loopml.datasets import get_service
 
     return get_service()
-
-
-def _parse_tags(tags: list[str]) -> dict[str, str]:
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"tag {tag!r} must look like KEY=VALUE", field="tag")
-        parsed[key] = value
-    return parsed
 
 
 _VERSION_COLUMNS = (
@@ -113,7 +103,7 @@ def register(
     """Register a file as a new dataset version (same content gives the same version)."""
     before = {v.digest for v in _known_versions(name)}
     version = _service().register(
-        name, path, description=description, tags=_parse_tags(tag or []), profile=profile
+        name, path, description=description, tags=parse_tags(tag or []), profile=profile
     )
     if as_json:
         print_json(_version_record(version))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from loopml.cli._common import JsonOption
+from loopml.cli._common import JsonOption, parse_tags
 from loopml.cli._output import (
     Column,
     emit,
@@ -25,7 +25,6 @@ from loopml.cli._output import (
     render_table,
     short_id,
 )
-from loopml.errors import InvalidInput
 
 if TYPE_CHECKING:
     from loopml.entities.registry import ModelVersion
@@ -54,16 +53,6 @@ def _service() -> RegistryService:
     from loopml.registry import get_service
 
     return get_service()
-
-
-def _parse_tags(tags: list[str]) -> dict[str, str]:
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"tag {tag!r} must look like KEY=VALUE", field="tag")
-        parsed[key] = value
-    return parsed
 
 
 def _status(status: Any) -> Text:
@@ -236,7 +225,7 @@ def register(
 ) -> None:
     """Register a logged model as the next version of NAME (created if new)."""
     version = _service().register(
-        runs_uri, name, description=description, tags=_parse_tags(tag or [])
+        runs_uri, name, description=description, tags=parse_tags(tag or [])
     )
     if as_json:
         print_json(version.to_dict())

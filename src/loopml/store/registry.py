@@ -50,6 +50,22 @@ def open_tracking_stores(settings: Settings) -> TrackingStores:
     )
 
 
+def _require_direct_stores(settings: Settings, what: str) -> None:
+    """Refuse a tracking-server-only configuration for capabilities that use the stores.
+
+    Tracking goes through the server's REST API; datasets, pipelines and the registry read
+    and write the metadata and artifact stores directly (the server exposes read routes and
+    the registry's routes to remote clients).
+    """
+    if settings.tracking_uri:
+        raise InvalidInput(
+            f"{what} need direct access to the metadata and artifact stores: set "
+            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI to the server's stores instead of "
+            "LOOPML_TRACKING_URI",
+            field="tracking_uri",
+        )
+
+
 @dataclass(frozen=True)
 class DataStores:
     """The backends the dataset service needs."""
@@ -68,13 +84,7 @@ def open_data_stores(settings: Settings) -> DataStores:
         the metadata and artifact stores, so the client needs ``LOOPML_STORE_URI`` and
         ``LOOPML_ARTIFACT_URI`` rather than ``LOOPML_TRACKING_URI``.
     """
-    if settings.tracking_uri:
-        raise InvalidInput(
-            "datasets are not served over the tracking server's REST API yet: set "
-            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI to the server's stores instead of "
-            "LOOPML_TRACKING_URI",
-            field="tracking_uri",
-        )
+    _require_direct_stores(settings, "dataset calls")
     from loopml.store.artifacts import open_blob_store
     from loopml.store.sql.datasets import SqlDatasetStore
 
@@ -94,12 +104,7 @@ class PipelineStores:
 
 def open_pipeline_stores(settings: Settings) -> PipelineStores:
     """Open the pipeline metadata store and the blob store the settings name."""
-    if settings.tracking_uri:
-        raise InvalidInput(
-            "pipelines record their runs in the metadata store directly: set "
-            "LOOPML_STORE_URI and LOOPML_ARTIFACT_URI instead of LOOPML_TRACKING_URI",
-            field="tracking_uri",
-        )
+    _require_direct_stores(settings, "pipeline runs")
     from loopml.store.artifacts import open_blob_store
     from loopml.store.sql.pipelines import SqlPipelineStore
 
@@ -119,12 +124,7 @@ class RegistryStores:
 
 def open_registry_stores(settings: Settings) -> RegistryStores:
     """Open the registry store the settings name."""
-    if settings.tracking_uri:
-        raise InvalidInput(
-            "the SDK's registry works against the stores directly: set LOOPML_STORE_URI and "
-            "LOOPML_ARTIFACT_URI (remote clients can use the server's /api/v1/models routes)",
-            field="tracking_uri",
-        )
+    _require_direct_stores(settings, "model registry calls")
     from loopml.store.sql.datasets import SqlDatasetStore
     from loopml.store.sql.registry import SqlRegistryStore
 
