@@ -47,6 +47,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from _report import cpu_model, render_markdown, render_plain, say
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_EVIDENTLY_PYTHON = HERE / ".venv-evidently" / "bin" / "python"
@@ -651,11 +653,6 @@ def measure(task: Task, python: Path, ref: Path, cur: Path, repeat: int, cwd: Pa
     return m
 
 
-def say(msg: str) -> None:
-    """Print progress to stderr so stdout stays the table."""
-    print(msg, file=sys.stderr, flush=True)
-
-
 def probe(python: Path, code: str) -> str:
     """Run ``code`` with ``python`` and return its stripped stdout."""
     proc = subprocess.run(
@@ -854,31 +851,6 @@ def _verdict_cells(verdict: dict[str, Any] | None) -> list[str]:
     return [verdict["method"], fmt_score(verdict["score"]), "DRIFT" if verdict["drifted"] else "no"]
 
 
-def render_plain(head: list[str], rows: list[list[str]]) -> str:
-    """Render a table as aligned plain text."""
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
-    for r in rows:
-        out.append(
-            "  ".join(
-                (c.ljust(w) if i == 0 else c.rjust(w))
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    return "\n".join(out)
-
-
-def render_markdown(head: list[str], rows: list[list[str]]) -> str:
-    """Render a table as GitHub Markdown (first column left, the rest right-aligned)."""
-    out = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|",
-    ]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def build_notes(
     args: argparse.Namespace, loopml: dict[str, Measurement], evidently: Measurement | None
 ) -> list[str]:
@@ -1006,17 +978,6 @@ def build_notes(
             )
             break
     return out
-
-
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_results(

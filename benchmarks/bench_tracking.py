@@ -44,6 +44,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from _report import cpu_model, render_markdown, render_plain, say
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_ANCHOR_PYTHON = HERE / ".venv-anchors" / "bin" / "python"
@@ -454,11 +456,6 @@ def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def say(msg: str) -> None:
-    """Print progress to stderr so stdout stays the table."""
-    print(msg, file=sys.stderr, flush=True)
-
-
 def fresh_dir(work_dir: Path, label: str) -> Path:
     """Create an empty temporary folder under ``work_dir``."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -656,31 +653,6 @@ def build_tables(results: list[dict[str, Measurement]], extrapolate_to: int) -> 
     return tables
 
 
-def render_plain(head: list[str], rows: list[list[str]]) -> str:
-    """Render a table as aligned plain text."""
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), line]
-    for r in rows:
-        out.append(
-            "  ".join(
-                (c.ljust(w) if i == 0 else c.rjust(w))
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    return "\n".join(out)
-
-
-def render_markdown(head: list[str], rows: list[list[str]]) -> str:
-    """Render a table as GitHub Markdown (first column left, the rest right-aligned)."""
-    out = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join([":---", *["---:"] * (len(head) - 1)]) + "|",
-    ]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def print_tables(tables: list[Table]) -> None:
     """Print the tables with rich when it is installed, else as plain text."""
     try:
@@ -784,17 +756,6 @@ def runtimes(results: list[dict[str, Measurement]]) -> str:
     if len(set(seen.values())) == 1:
         return f"{next(iter(seen.values()))} for " + (" and ".join(LABELS[t] for t in seen))
     return "; ".join(f"{LABELS[t]} on {v}" for t, v in seen.items()) or "no worker finished"
-
-
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_results(
