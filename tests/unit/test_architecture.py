@@ -28,6 +28,19 @@ LAYERS: dict[str, set[str]] = {
         "registry",
         "training",
     },
+    # The model server is an HTTP shell like server/ and shares its error handling.
+    "serving": {
+        "entities",
+        "errors",
+        "config",
+        "store",
+        "tracking",
+        "models",
+        "registry",
+        "serving",
+        "data",
+        "server",
+    },
     "pipelines": {"entities", "errors", "config", "store", "tracking", "pipelines", "data"},
     "training": {
         "entities",

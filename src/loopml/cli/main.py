@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from loopml.cli import artifacts, data, experiments, models, pipeline, runs, server
+from loopml.cli import artifacts, data, experiments, models, pipeline, runs, serve, server
 from loopml.cli._common import JsonOption
 from loopml.cli._output import mask_uri, print_error, print_json, render_pairs
+from loopml.cli.batch_score import batch_score as batch_score_command
 from loopml.cli.scheduler import schedule_app, scheduler_app, trigger_app
 from loopml.errors import LoopmlError
 
@@ -131,6 +132,8 @@ app.add_typer(models.app)
 app.add_typer(scheduler_app)
 app.add_typer(schedule_app)
 app.add_typer(trigger_app)
+app.command("serve")(serve.serve)
+app.command("batch-score")(batch_score_command)
 
 
 def _print_version(value: bool) -> None:

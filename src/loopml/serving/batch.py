@@ -1,0 +1,458 @@
+"""Batch scoring: stream a Parquet/CSV source through a model into Parquet part files.
+
+The input is read as a stream and cut into chunks of exactly ``chunk_rows`` rows, so chunk
+``i`` always holds the same rows of the same input. Each scored chunk is written atomically
+(a temporary name, then a rename) as ``part-<i>.parquet`` in the output folder, and its index
+is recorded in ``_manifest.json``. Running the same job again after a crash skips every chunk
+already written, so each row is scored into the output exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from loopml.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+    from loopml.data._canonical import SourceReader
+    from loopml.models.storage import LoadedModel
+
+MANIFEST = "_manifest.json"
+MANIFEST_FORMAT = 1
+EXECUTORS = ("local", "dask")
+_PART = "part-{:05d}.parquet"
+_RESERVED = ("prediction", "model_name", "model_version")
+
+
+@dataclass(frozen=True)
+class BatchScoreResult:
+    """What a batch scoring job did.
+
+    Attributes
+    ----------
+    rows : int
+        Rows scored by this call (chunks skipped on resume are not counted).
+    chunks_written : int
+        Part files written by this call.
+    chunks_skipped : int
+        Chunks found complete in the output and not scored again.
+    output : str
+        The output folder.
+    model : str
+        The registered model name, or the model URI when it is not registered.
+    version : int or None
+        The registered version scored with, ``None`` for a ``runs:/`` model.
+    """
+
+    rows: int
+    chunks_written: int
+    chunks_skipped: int
+    output: str
+    model: str
+    version: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict."""
+        return {
+            "rows": self.rows,
+            "chunks_written": self.chunks_written,
+            "chunks_skipped": self.chunks_skipped,
+            "output": self.output,
+            "model": self.model,
+            "version": self.version,
+        }
+
+
+def batch_score(
+    spec: str,
+    source: str,
+    output: str,
+    *,
+    chunk_rows: int = 65_536,
+    executor: str = "local",
+    id_column: str | None = None,
+    proba: bool = False,
+    progress: bool = True,
+) -> BatchScoreResult:
+    """Score a Parquet or CSV file with a model into a folder of Parquet part files.
+
+    Parameters
+    ----------
+    spec : str
+        The model: ``name@alias``, ``name/3``, ``models:/...`` or ``runs:/<id>/<path>``.
+    source : str
+        A local path or fsspec URL (``s3://...``) of a ``.parquet`` or ``.csv`` file.
+    output : str
+        A local folder or fsspec URL; created when missing. It receives ``part-00000.parquet``
+        and so on, plus ``_manifest.json``.
+    chunk_rows : int, default 65536
+        Rows per chunk (and per part file).
+    executor : {"local", "dask"}, default "local"
+        ``"local"`` scores chunks in this process. ``"dask"`` (Parquet inputs) scores them on
+        a ``dask.distributed`` LocalCluster of two workers: each task reads only the row
+        groups of its own chunk and writes its own part file. Both cut the same chunks, so a
+        job may be resumed with either.
+    id_column : str, optional
+        Copy only this input column to the output, instead of every input column.
+    proba : bool, default False
+        Add ``proba_<class>`` columns when the model has ``predict_proba``.
+    progress : bool, default True
+        Show a progress bar over the chunks (on stderr).
+
+    Returns
+    -------
+    BatchScoreResult
+        Counts of rows and chunks, and the model version used.
+
+    Raises
+    ------
+    InvalidInput
+        For a bad chunk size or executor, an unreadable input, an input lacking a column the
+        model's signature or ``id_column`` needs, or an output folder holding a job of another
+        model version, input or chunk size.
+    NotFound
+        When the model does not exist.
+    """
+    if chunk_rows < 1:
+        raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}", field="chunk_rows")
+    if executor not in EXECUTORS:
+        raise InvalidInput(
+            f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}", field="executor"
+        )
+    if executor == "dask" and not source.lower().endswith((".parquet", ".pq")):
+        raise InvalidInput(
+            "the dask executor reads Parquet inputs only; use --executor local for CSV",
+            field="executor",
+        )
+    import fsspec.core
+
+    from loopml import models
+    from loopml.data._canonical import open_source
+
+    model = models.load(spec)
+    name, version = model.registered if model.registered else (model.source, None)
+    reader = open_source(source)
+    _check_columns(model, reader.schema, id_column)
+    fs, root = fsspec.core.url_to_fs(output)
+    root = root.rstrip("/")
+    identity = {
+        "format": MANIFEST_FORMAT,
+        "model": name,
+        "version": version,
+        "input": source,
+        "input_size": _input_size(source),
+        "chunk_rows": chunk_rows,
+        "id_column": id_column,
+        "proba": proba,
+    }
+    manifest = _open_manifest(fs, root, identity, spec)
+    done = set(manifest["completed_chunks"]) | _existing_parts(fs, root)
+    with_proba = proba and hasattr(model.model, "predict_proba")
+    job = _Job(name, version, id_column, with_proba)
+    if executor == "dask":
+        getattr(reader.batches, "close", lambda: None)()  # the workers read the file
+        rows, written, skipped = _run_dask(model, source, fs, root, manifest, done, job, progress)
+    else:
+        rows, written, skipped = _run_local(model, reader, fs, root, manifest, done, job, progress)
+    manifest["finished"] = True
+    manifest["chunks"] = written + skipped
+    _write_json(fs, f"{root}/{MANIFEST}", manifest)
+    return BatchScoreResult(rows, written, skipped, output, name, version)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every chunk of a job is scored with."""
+
+    name: str
+    version: int | None
+    id_column: str | None
+    with_proba: bool
+
+
+def _record(fs: AbstractFileSystem, root: str, manifest: dict[str, Any], index: int) -> None:
+    """Add a written chunk to the manifest and store it."""
+    manifest["completed_chunks"] = sorted({*manifest["completed_chunks"], index})
+    manifest["updated_time"] = int(time.time() * 1000)
+    _write_json(fs, f"{root}/{MANIFEST}", manifest)
+
+
+def _run_local(
+    model: LoadedModel,
+    reader: SourceReader,
+    fs: AbstractFileSystem,
+    root: str,
+    manifest: dict[str, Any],
+    done: set[int],
+    job: _Job,
+    progress: bool,
+) -> tuple[int, int, int]:
+    """Stream the chunks through the model in this process."""
+    rows = written = skipped = 0
+    with _progress(progress, reader.description, None) as advance:
+        for index, chunk in enumerate(_chunks(reader.batches, manifest["chunk_rows"])):
+            if index in done:
+                skipped += 1
+            else:
+                _write_part(fs, root, index, _score(model, chunk, job))
+                _record(fs, root, manifest, index)
+                rows += chunk.num_rows
+                written += 1
+            advance()
+    return rows, written, skipped
+
+
+#: Options of the LocalCluster the dask executor starts.
+DASK_CLUSTER_OPTIONS: dict[str, Any] = {"n_workers": 2, "threads_per_worker": 1}
+
+
+def _run_dask(
+    model: LoadedModel,
+    source: str,
+    fs: AbstractFileSystem,
+    root: str,
+    manifest: dict[str, Any],
+    done: set[int],
+    job: _Job,
+    progress: bool,
+) -> tuple[int, int, int]:
+    """Score the chunks of a Parquet file as tasks on a local dask cluster."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:  # pragma: no cover - dask is an optional dependency
+        raise InvalidInput(
+            "the dask executor needs dask[distributed] installed", field="executor"
+        ) from exc
+    with fsspec.open(source, "rb") as handle:
+        total = pq.ParquetFile(handle).metadata.num_rows
+    size = int(manifest["chunk_rows"])
+    ranges = [(i, i * size, min(total, (i + 1) * size)) for i in range(-(-total // size))]
+    todo = [r for r in ranges if r[0] not in done]
+    rows = written = 0
+    skipped = len(ranges) - len(todo)
+    with _progress(progress, source, len(ranges)) as advance:
+        for _ in range(skipped):
+            advance()
+        if not todo:
+            return 0, 0, skipped
+        cluster = LocalCluster(**DASK_CLUSTER_OPTIONS)  # type: ignore[no-untyped-call]
+        client = Client(cluster)  # type: ignore[no-untyped-call]
+        with cluster, client:
+            shared = client.scatter(model, broadcast=True)  # type: ignore[no-untyped-call]
+            futures = [
+                client.submit(
+                    _score_range, shared, source, fs, root, index, start, stop, job, pure=False
+                )
+                for index, start, stop in todo
+            ]
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                index, count = future.result()
+                _record(fs, root, manifest, index)
+                rows += count
+                written += 1
+                advance()
+    return rows, written, skipped
+
+
+def _score_range(
+    model: LoadedModel,
+    source: str,
+    fs: AbstractFileSystem,
+    root: str,
+    index: int,
+    start: int,
+    stop: int,
+    job: _Job,
+) -> tuple[int, int]:
+    """Read rows ``start:stop`` of a Parquet file (only their row groups), score, write."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from loopml.data._canonical import canonical_schema, conform
+
+    with fsspec.open(source, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        schema = canonical_schema(parquet.schema_arrow, source)
+        groups: list[int] = []
+        offset = 0
+        first = 0
+        for group in range(parquet.metadata.num_row_groups):
+            count = parquet.metadata.row_group(group).num_rows
+            if offset + count > start and offset < stop:
+                first = offset if not groups else first
+                groups.append(group)
+            offset += count
+        table = parquet.read_row_groups(groups).slice(start - first, stop - start)
+    chunk = pa.Table.from_batches([conform(b, schema) for b in table.to_batches()], schema=schema)
+    _write_part(fs, root, index, _score(model, chunk, job))
+    return index, chunk.num_rows
+
+
+def _check_columns(model: LoadedModel, schema: pa.Schema, id_column: str | None) -> None:
+    names = set(schema.names)
+    signature = model.signature or {}
+    missing = [c["name"] for c in signature.get("inputs") or [] if c["name"] not in names]
+    if missing:
+        raise InvalidInput(
+            f"the input is missing column(s) the model needs: {', '.join(missing)}",
+            field=missing[0],
+        )
+    if id_column is not None and id_column not in names:
+        raise InvalidInput(
+            f"id_column {id_column!r} is not a column of the input", field="id_column"
+        )
+
+
+def _input_size(source: str) -> int | None:
+    import fsspec.core
+
+    try:
+        fs, path = fsspec.core.url_to_fs(source)
+        size = fs.size(path)
+    except (OSError, ValueError):
+        return None
+    return int(size) if size is not None else None
+
+
+def _open_manifest(
+    fs: AbstractFileSystem, root: str, identity: dict[str, Any], spec: str
+) -> dict[str, Any]:
+    """Read the manifest of an earlier run of this job, or start a new one."""
+    path = f"{root}/{MANIFEST}"
+    if fs.exists(path):
+        try:
+            with fs.open(path, "rb") as handle:
+                manifest: dict[str, Any] = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{path} is unreadable: {exc}", field="output") from exc
+        for key, expected in identity.items():
+            if manifest.get(key) != expected:
+                raise InvalidInput(
+                    f"the output {root} holds a batch job with {key} {manifest.get(key)!r}, "
+                    f"not {expected!r}; use another output folder or delete it",
+                    field="output",
+                )
+        return manifest
+    fs.makedirs(root, exist_ok=True)
+    if _existing_parts(fs, root):
+        raise InvalidInput(
+            f"the output {root} holds part files but no {MANIFEST}; use an empty folder",
+            field="output",
+        )
+    manifest = {
+        **identity,
+        "spec": spec,
+        "completed_chunks": [],
+        "created_time": int(time.time() * 1000),
+    }
+    _write_json(fs, path, manifest)
+    return manifest
+
+
+def _existing_parts(fs: AbstractFileSystem, root: str) -> set[int]:
+    """Chunk indices whose part file exists (part files only appear complete)."""
+    found: set[int] = set()
+    for path in fs.glob(f"{root}/part-*.parquet"):
+        stem = str(path).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
+        if stem.isdigit():
+            found.add(int(stem))
+    return found
+
+
+def _chunks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Regroup a stream of record batches into tables of exactly ``size`` rows (bar the last)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(size - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            count += take
+            batch = batch.slice(take)
+            if count == size:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)
+
+
+def _score(model: LoadedModel, chunk: pa.Table, job: _Job) -> pa.Table:
+    """Predict one chunk and build its output table."""
+    import numpy as np
+
+    frame = chunk.to_pandas()
+    predictions = np.asarray(model.predict(frame))
+    base = chunk.select([job.id_column]) if job.id_column is not None else chunk
+    base = base.drop_columns([c for c in base.column_names if c in _RESERVED])
+    columns: dict[str, Any] = {c: base.column(c) for c in base.column_names}
+    columns["prediction"] = pa.array(predictions.reshape(len(frame), -1)[:, 0])
+    if job.with_proba:
+        probabilities = np.asarray(model.predict_proba(frame))
+        try:
+            classes = [str(c) for c in model.classes_]
+        except AttributeError:
+            classes = [str(i) for i in range(probabilities.shape[1])]
+        for position, label in enumerate(classes):
+            columns[f"proba_{label}"] = pa.array(probabilities[:, position])
+    columns["model_name"] = pa.array([job.name] * chunk.num_rows, pa.string())
+    columns["model_version"] = pa.array([job.version] * chunk.num_rows, pa.int64())
+    return pa.table(columns)
+
+
+def _write_part(fs: AbstractFileSystem, root: str, index: int, table: pa.Table) -> None:
+    """Write a part file under a temporary name, then rename it into place."""
+    import pyarrow.parquet as pq
+
+    final = f"{root}/{_PART.format(index)}"
+    temporary = f"{root}/.{_PART.format(index)}.{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open(temporary, "wb") as handle:
+            pq.write_table(table, handle)
+        fs.mv(temporary, final)
+    finally:
+        if fs.exists(temporary):
+            fs.rm(temporary)
+
+
+def _write_json(fs: AbstractFileSystem, path: str, data: dict[str, Any]) -> None:
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    with fs.open(temporary, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    fs.mv(temporary, path)
+
+
+class _progress:  # noqa: N801 - used like a function
+    """A context manager yielding a callable that advances a progress bar by one chunk."""
+
+    def __init__(self, enabled: bool, label: str, total: int | None) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.total = total
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._bar.__enter__()
+        task = self._bar.add_task(f"scoring {self.label}", total=self.total)
+        return lambda: self._bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
