@@ -127,20 +127,46 @@ class Settings(BaseSettings):
         return self.artifact_uri or str(self.home / "artifacts")
 
 
+def _fingerprint() -> tuple[Any, ...]:
+    """What the settings are read from: the working folder, LOOPML_* variables, the files."""
+    files: list[tuple[str, int | None, int | None]] = []
+    for candidate in (Path.cwd() / CONFIG_FILE_NAME, default_home() / CONFIG_FILE_NAME):
+        try:
+            stat = candidate.stat()
+            files.append((str(candidate), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            files.append((str(candidate), None, None))
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("LOOPML_")))
+    return (str(Path.cwd()), variables, tuple(files))
+
+
+_cache: tuple[tuple[Any, ...], Settings] | None = None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings now (environment and ``loopml.toml`` are read on every call).
+    """Read the settings (environment and ``loopml.toml``), again whenever they changed.
+
+    Parsing costs milliseconds and the SDK asks on every call, so the result is kept until
+    the working folder, a ``LOOPML_*`` variable or a ``loopml.toml`` file changes.
 
     Raises
     ------
     InvalidInput
         When a setting has a value loopml cannot use.
     """
+    global _cache
     from pydantic import ValidationError
 
+    key = None if overrides else _fingerprint()
+    if key is not None and _cache is not None and _cache[0] == key:
+        return _cache[1]
     try:
         home = overrides.pop("home", None) or default_home()
-        return Settings(home=home, **overrides)
+        settings = Settings(home=home, **overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "settings"
         raise InvalidInput(f"setting {name}: {first['msg']}", field=name) from exc
+    if key is not None:
+        _cache = (key, settings)
+    return settings

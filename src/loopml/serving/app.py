@@ -227,8 +227,11 @@ def create_serving_app(
             has_proba = hasattr(model.model, "predict_proba")
 
         def predict(frame: pd.DataFrame) -> tuple[Sequence[Any], Sequence[Sequence[float]] | None]:
-            predictions = _jsonable(model.predict(frame))
-            probabilities = _jsonable(model.predict_proba(frame)) if has_proba else None
+            # Each request's frame was checked against the signature in the handler; call the
+            # inner model so a batch is not validated again (twice, with probabilities).
+            inner = model.model
+            predictions = _jsonable(inner.predict(frame))
+            probabilities = _jsonable(inner.predict_proba(frame)) if has_proba else None
             return predictions, probabilities
 
         batcher = MicroBatcher(

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _service: TrackingService | None = None
 _service_key: tuple[str, str, str | None] | None = None
-_fingerprint: tuple[str, tuple[tuple[str, str], ...]] | None = None
 _experiment_id: str | None = None
 _local = threading.local()
 _all_active: list[ActiveRun] = []
@@ -47,24 +46,14 @@ def _settings_key(settings: Settings) -> tuple[str, str, str | None]:
     return (settings.resolved_store_uri, settings.resolved_artifact_uri, settings.tracking_uri)
 
 
-def _environment_fingerprint() -> tuple[str, tuple[tuple[str, str], ...]]:
-    # Settings come from LOOPML_* variables and a loopml.toml found from the working folder;
-    # parsing them costs milliseconds, so they are re-read only when these inputs change.
-    return os.getcwd(), tuple(
-        sorted((k, v) for k, v in os.environ.items() if k.startswith("LOOPML_"))
-    )
-
-
 def get_service() -> TrackingService:
     """Return the tracking service for the current settings (re-read when they change)."""
-    global _service, _service_key, _experiment_id, _fingerprint
-    fingerprint = _environment_fingerprint()
-    if _service is not None and fingerprint == _fingerprint:
-        return _service
+    global _service, _service_key, _experiment_id
     settings = load_settings()
     key = _settings_key(settings)
+    if _service is not None and key == _service_key:
+        return _service
     with _lock:
-        _fingerprint = fingerprint
         if _service is None or key != _service_key:
             from loopml.store.registry import open_tracking_stores
 
@@ -536,9 +525,8 @@ def runs_to_frame(runs: list[Run]) -> pd.DataFrame:
 
 def _reset_for_tests() -> None:
     """Forget the cached service, experiment and active runs (tests only)."""
-    global _service, _service_key, _experiment_id, _gc_done, _fingerprint
+    global _service, _service_key, _experiment_id, _gc_done
     with _lock:
-        _fingerprint = None
         for run in list(_all_active):
             run._heartbeat_stop.set()
         _all_active.clear()
