@@ -41,6 +41,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_data.py --write
 	bash benchmarks/setup_zenml.sh
 	$(BIN)/python benchmarks/bench_pipelines.py --write
+	$(BIN)/python benchmarks/bench_serving.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

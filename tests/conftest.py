@@ -8,9 +8,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import httpx
+    from starlette.types import ASGIApp
 
 REQUIRE_SERVICES = os.environ.get("LOOPML_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get("LOOPML_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -27,6 +33,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_app(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[httpx.Client]:
+    """Run ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield a client to it.
+
+    The app's lifespan runs on entry and exit, and the server stops when the block ends.
+    """
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=timeout) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(autouse=True)

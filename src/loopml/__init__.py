@@ -52,7 +52,7 @@ from loopml.tracking.fluent import (
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("data", "datasets", "models", "pipelines", "registry", "triggers")
+_LAZY_MODULES = ("data", "datasets", "models", "monitoring", "pipelines", "registry", "triggers")
 
 
 def __getattr__(name: str) -> _Any:
@@ -114,6 +114,7 @@ __all__ = [
     "log_table",
     "log_text",
     "models",
+    "monitoring",
     "pipeline",
     "pipelines",
     "registry",

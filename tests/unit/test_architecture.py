@@ -40,6 +40,21 @@ LAYERS: dict[str, set[str]] = {
         "serving",
         "data",
         "server",
+        "monitoring",
+    },
+    # Alerts record drift/degradation events for the scheduler's triggers (pipelines).
+    "monitoring": {
+        "entities",
+        "errors",
+        "config",
+        "store",
+        "tracking",
+        "stats",
+        "data",
+        "models",
+        "registry",
+        "monitoring",
+        "pipelines",
     },
     "pipelines": {"entities", "errors", "config", "store", "tracking", "pipelines", "data"},
     "training": {

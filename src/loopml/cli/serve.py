@@ -57,8 +57,20 @@ def serve(
             "warmed and swapped in without downtime. 0 turns it off.",
         ),
     ] = 0.0,
+    log_predictions: Annotated[
+        bool,
+        typer.Option(
+            "--log-predictions/--no-log-predictions",
+            help="Log every prediction for monitoring (off the response path) and take "
+            "ground truth on POST /feedback.",
+        ),
+    ] = True,
+    log_sample_rate: Annotated[
+        float,
+        typer.Option("--log-sample-rate", min=0.0, max=1.0, help="Fraction of requests logged."),
+    ] = 1.0,
 ) -> None:
-    """Serve MODEL: POST /predict, GET /health, /ready, /metadata and /metrics."""
+    """Serve MODEL: POST /predict, /explain, /feedback; GET /health, /ready, /metadata, /metrics."""
     import uvicorn
 
     from loopml.serving.app import create_serving_app
@@ -80,6 +92,8 @@ def serve(
                 "LOOPML_SERVE_EXTRA_FIELDS": extra,
                 "LOOPML_SERVE_MAX_BODY_BYTES": str(max_body_bytes),
                 "LOOPML_SERVE_RELOAD_INTERVAL": str(reload_interval),
+                "LOOPML_SERVE_LOG_PREDICTIONS": "1" if log_predictions else "0",
+                "LOOPML_SERVE_LOG_SAMPLE_RATE": str(log_sample_rate),
             }
         )
         uvicorn.run(
@@ -97,5 +111,7 @@ def serve(
         extra_fields="ignore" if ignore_extra_fields else "reject",
         max_body_bytes=max_body_bytes,
         reload_interval=reload_interval or None,
+        log_predictions=log_predictions,
+        log_sample_rate=log_sample_rate,
     )
     uvicorn.run(serving_app, host=host, port=port)

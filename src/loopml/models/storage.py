@@ -1,9 +1,10 @@
 """Logging models into runs and loading them back, with every file's sha256 verified.
 
 A logged model is a folder of run artifacts: the flavor's files, an optional
-``input_example.json``, and ``loopml_model.json``, the manifest listing every file with its
-sha256, the flavor, the signature and the versions it was saved with. The manifest is written
-last, so a half-logged model cannot be loaded; on load, each file is checked against it.
+``input_example.json``, an optional ``background.parquet`` (the sample explanations integrate
+over), and ``loopml_model.json``, the manifest listing every file with its sha256, the flavor,
+the signature and the versions it was saved with. The manifest is written last, so a
+half-logged model cannot be loaded; on load, each file is checked against it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 MANIFEST = "loopml_model.json"
 INPUT_EXAMPLE = "input_example.json"
+BACKGROUND = "background.parquet"
+#: At most this many background rows are stored; explanations cost grows with the sample.
+MAX_BACKGROUND_ROWS = 200
 _RUNS_URI = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})/(?P<path>.+)$")
 
 
@@ -79,8 +83,14 @@ def save_model_files(
     flavor: str | None = None,
     signature: dict[str, Any] | None = None,
     input_example: Any = None,
+    background: Any = None,
 ) -> dict[str, Any]:
-    """Write a model's files and manifest into ``directory``; return the manifest."""
+    """Write a model's files and manifest into ``directory``; return the manifest.
+
+    ``background`` (a DataFrame or records) is stored as ``background.parquet``, at most
+    :data:`MAX_BACKGROUND_ROWS` rows drawn with a fixed seed; without it the input example
+    is stored in its place.
+    """
     chosen = choose_flavor(model, flavor)
     example_frame = None
     if input_example is not None:
@@ -104,6 +114,7 @@ def save_model_files(
         (directory / INPUT_EXAMPLE).write_text(
             example_frame.to_json(orient="split", index=False, date_format="iso")
         )
+    background_info = _save_background(background, example_frame, signature, directory)
     details = chosen.save(model, directory)
     files = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
     manifest = {
@@ -113,12 +124,54 @@ def save_model_files(
         "files": files,
         "signature": signature,
         "has_predict_proba": hasattr(model, "predict_proba"),
+        "background": background_info,
         "python": platform.python_version(),
         "loopml": _version(),
         "created_time": int(time.time() * 1000),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _save_background(
+    background: Any,
+    example: pd.DataFrame | None,
+    signature: dict[str, Any] | None,
+    directory: Path,
+) -> dict[str, Any] | None:
+    """Write ``background.parquet``; return its manifest entry (None when there is none)."""
+    explicit = background is not None
+    if explicit:
+        frame = signatures.as_frame(background, field="background")
+        if frame.empty:
+            raise InvalidInput("the background sample has no rows", field="background")
+        if signature:
+            try:
+                frame = signatures.enforce(frame, signature)
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    f"the background sample does not match the signature: {exc.message}",
+                    field="background",
+                ) from exc
+    elif example is not None and not example.empty:
+        frame = example
+    else:
+        return None
+    if len(frame) > MAX_BACKGROUND_ROWS:
+        frame = frame.sample(n=MAX_BACKGROUND_ROWS, random_state=0)
+    try:
+        frame.reset_index(drop=True).to_parquet(directory / BACKGROUND, index=False)
+    except (ValueError, TypeError, NotImplementedError, ArithmeticError) as exc:
+        (directory / BACKGROUND).unlink(missing_ok=True)
+        if not explicit:
+            # An example Parquet cannot hold (mixed-type columns...) logged fine before
+            # background samples existed: the model is still logged, just without one.
+            return None
+        raise InvalidInput(
+            f"the background sample cannot be stored as Parquet: {exc}", field="background"
+        ) from exc
+    source = "background" if explicit else "input_example"
+    return {"file": BACKGROUND, "rows": len(frame), "source": source}
 
 
 def _version() -> str:
@@ -139,11 +192,17 @@ def log_model(
     flavor: str | None = None,
     signature: dict[str, Any] | None = None,
     input_example: Any = None,
+    background: Any = None,
 ) -> ModelInfo:
     """Store a model in a run's artifacts (files first, manifest last)."""
     with private_directory() as directory:
         manifest = save_model_files(
-            model, directory, flavor=flavor, signature=signature, input_example=input_example
+            model,
+            directory,
+            flavor=flavor,
+            signature=signature,
+            input_example=input_example,
+            background=background,
         )
         for name in manifest["files"]:
             with (directory / name).open("rb") as stream:
@@ -156,15 +215,24 @@ def log_model(
 
 
 class LoadedModel:
-    """A loaded model whose ``predict`` checks its input against the signature."""
+    """A loaded model whose ``predict`` checks its input against the signature.
+
+    ``background`` is the stored background sample (None for models logged without one).
+    """
 
     def __init__(
-        self, model: Any, manifest: dict[str, Any], source: str, input_example: pd.DataFrame | None
+        self,
+        model: Any,
+        manifest: dict[str, Any],
+        source: str,
+        input_example: pd.DataFrame | None,
+        background: pd.DataFrame | None = None,
     ) -> None:
         self.model = model
         self.manifest = manifest
         self.source = source
         self.input_example = input_example
+        self.background = background
         #: ``(name, version)`` when loaded from the registry; evaluations are stored there.
         self.registered: tuple[str, int] | None = None
 
@@ -257,4 +325,10 @@ def load_logged_model(
             example = pd.read_json(
                 io.StringIO((directory / INPUT_EXAMPLE).read_text()), orient="split"
             )
-    return LoadedModel(model, manifest, f"runs:/{run_id}/{artifact_path}", example)
+        background = None
+        # Only a file the manifest lists (and so was verified above) is read.
+        if BACKGROUND in manifest["files"]:
+            import pandas as pd
+
+            background = pd.read_parquet(directory / BACKGROUND)
+    return LoadedModel(model, manifest, f"runs:/{run_id}/{artifact_path}", example, background)

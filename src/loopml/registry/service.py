@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 from typing import Any
 
 from loopml.entities.registry import AuditEntry, ModelVersion, RegisteredModel
-from loopml.errors import InvalidInput, NotFound
+from loopml.errors import InvalidInput, LoopmlError, NotFound
 from loopml.models.storage import LoadedModel, load_logged_model, parse_runs_uri, read_manifest
 from loopml.store.base import DatasetStore, RegistryStore
 from loopml.tracking import validation
 from loopml.tracking.service import TrackingService
 from loopml.tracking.system import current_user
 
+logger = logging.getLogger("loopml.registry")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]{0,249}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 _SPEC = re.compile(
@@ -247,8 +249,58 @@ class RegistryService:
         loaded.registered = (version.name, version.version)
         return loaded
 
+    def importance(
+        self,
+        name: str,
+        version: int,
+        *,
+        trusted: bool = False,
+        trusted_types: list[str] | None = None,
+        refresh: bool = False,
+    ) -> dict[str, Any]:
+        """Global feature importance (mean |SHAP| over the background sample) of a version.
+
+        Computed on first use and kept with the source run, so later cards read it back;
+        pass ``trusted_types`` for models that need them to load (tree ensembles).
+
+        Returns
+        -------
+        dict
+            ``{"importance": {feature: value} (largest first), "rows", "explainer", ...}``.
+        """
+        from loopml.models.explain import stored_importance
+
+        item = self.get_version(name, version)
+        return stored_importance(
+            self.tracking,
+            item.run_id,
+            item.artifact_path,
+            trusted=trusted,
+            trusted_types=trusted_types,
+            refresh=refresh,
+        )
+
+    def _importance_lines(self, item: ModelVersion) -> list[str]:
+        lines = ["", "## Global feature importance", ""]
+        try:
+            record = self.importance(item.name, item.version)
+        except LoopmlError as exc:
+            return [*lines, f"- not available: {exc.message}"]
+        except Exception as exc:  # noqa: BLE001 - a card still renders when SHAP fails
+            logger.warning("importance of %s/%s failed: %r", item.name, item.version, exc)
+            return [*lines, f"- not available: {type(exc).__name__}: {exc}"]
+        lines += [
+            f"Mean absolute SHAP value over {record.get('rows')} background rows "
+            f"({record.get('explainer')} explainer).",
+            "",
+            "| feature | mean abs SHAP |",
+            "|---|---|",
+        ]
+        ranked = sorted(record["importance"].items(), key=lambda kv: (-kv[1], kv[0]))
+        return lines + [f"| {feature} | {value:.4g} |" for feature, value in ranked]
+
     def card(self, name: str, version: int, *, format: str = "markdown") -> str:
-        """A model card from the version's lineage, metrics, evaluation and gate result."""
+        """A model card from the version's lineage, metrics, evaluation, gate and importance."""
         item = self.get_version(name, version)
         lines = [f"# Model card: {item.name} v{item.version}", ""]
         if item.description:
@@ -297,6 +349,7 @@ class RegistryService:
                 f"- {'✓' if r.get('passed') else '✗'} {r.get('message', '')}"
                 for r in item.gate.get("reasons", [])
             ]
+        lines += self._importance_lines(item)
         text = "\n".join(lines) + "\n"
         if format == "markdown":
             return text

@@ -21,7 +21,15 @@ from loopml.pipelines.service import PipelineService
 from loopml.registry.service import RegistryService
 from loopml.server.auth import authorize, public
 from loopml.server.errors import CatchAllMiddleware, install_error_handlers
-from loopml.server.routers import artifacts, experiments, models, pipelines, runs
+from loopml.server.routers import (
+    artifacts,
+    experiments,
+    models,
+    monitoring,
+    monitors,
+    pipelines,
+    runs,
+)
 from loopml.server.routers import auth as tokens
 from loopml.server.schemas import ErrorOut, HealthOut
 from loopml.server.security import BodyLimitMiddleware, BrowserGuardMiddleware, HostPolicy
@@ -137,6 +145,7 @@ def create_app(
         registry_stores.registry, tracking, registry_stores.lineage
     )
     app.state.auth_enabled = auth
+    app.state.settings = settings
     install_error_handlers(app)
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["health"])
     routers = (
@@ -145,8 +154,10 @@ def create_app(
         artifacts.router,
         pipelines.router,
         models.router,
+        monitoring.router,
         tokens.router,
     )
     for router in routers:
         app.include_router(router)
+    monitors.install(app, settings)
     return app

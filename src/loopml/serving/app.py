@@ -1,17 +1,20 @@
-"""The serving app: ``POST /predict`` for one registered model, with health and metrics.
+"""The serving app: ``POST /predict`` for one registered model or a deployment of variants.
 
 The request body is checked by a pydantic model generated from the model's signature, so a
 bad body is a 422 naming the field before any prediction runs; concurrent requests are
-coalesced by the :class:`~loopml.serving.batcher.MicroBatcher`.
+coalesced by each variant's :class:`~loopml.serving.batcher.MicroBatcher`. Which variant
+answers, canaries and shadows are the business of :mod:`loopml.serving.traffic`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,22 +28,40 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopmlError
 from loopml.models import signature as signatures
 from loopml.models.storage import LoadedModel
+from loopml.monitoring._segments import PredictionRecord as LoggedPrediction
+from loopml.monitoring.predictions import PredictionLogger
 from loopml.server.errors import CatchAllMiddleware, error_response, install_error_handlers
 from loopml.server.security import BodyLimitMiddleware
-from loopml.serving.batcher import MicroBatcher, Overloaded
+from loopml.serving.batcher import BatchResult, MicroBatcher, Overloaded
+from loopml.serving.deployment import DeploymentConfig, single_model
 from loopml.serving.metrics import MetricsMiddleware, ServingMetrics
+from loopml.serving.traffic import (
+    DeploymentRuntime,
+    PredictionRecord,
+    RuntimeHooks,
+    Variant,
+    sticky_value,
+)
+from loopml.store.base import DeploymentEvent
 
 logger = logging.getLogger("loopml.serving")
+shadow_logger = logging.getLogger("loopml.serving.shadow")
 
 #: Default request body limit (1 MiB).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-ROUTES = frozenset({"/predict", "/health", "/ready", "/metadata", "/metrics"})
+ROUTES = frozenset(
+    {"/predict", "/explain", "/feedback", "/health", "/ready", "/metadata", "/metrics"}
+)
 _NEVER = re.compile(r"(?!)")
+
+#: Shadow predictions written to the log per request.
+_LOGGED_PREDICTIONS = 10
 
 ExtraFields = Literal["reject", "ignore"]
 ModelLoader = Callable[[str], LoadedModel]
@@ -162,8 +183,21 @@ def _validation_failure(exc: ValidationError) -> Response:
     raise RequestValidationError(located)
 
 
+def _default_alias_setter(name: str, alias: str, version: int, reason: str) -> None:
+    from loopml.registry import set_alias
+
+    set_alias(name, alias, version, reason=reason)
+
+
+def _store_event(event: DeploymentEvent) -> None:
+    from loopml.config import load_settings
+    from loopml.store.registry import open_deployment_store
+
+    open_deployment_store(load_settings()).add_deployment_event(event)
+
+
 def create_serving_app(
-    spec: str,
+    spec: str | DeploymentConfig,
     *,
     max_batch_size: int = 32,
     max_wait_ms: float = 2.0,
@@ -173,16 +207,26 @@ def create_serving_app(
     loader: ModelLoader | None = None,
     reload_interval: float | None = None,
     resolver: Callable[[str], tuple[str, int | None]] | None = None,
+    revision: int = 0,
+    on_prediction: Callable[[PredictionRecord], None] | None = None,
+    quality_source: Callable[[str], float | None] | None = None,
+    event_sink: Callable[[DeploymentEvent], None] | None = None,
+    alias_setter: Callable[[str, str, int, str], None] | None = None,
+    seed: int | None = None,
+    prediction_logger: PredictionLogger | None = None,
+    log_predictions: bool = False,
+    log_sample_rate: float = 1.0,
 ) -> FastAPI:
-    """Build the serving app of one model.
+    """Build the serving app of one model, or of a deployment of several variants.
 
-    The model is loaded and warmed (a prediction on its input example) in the app's
-    lifespan; ``/ready`` answers 200 only after that.
+    Every variant is loaded and warmed (a prediction on its input example) in the app's
+    lifespan, with its own micro-batcher; ``/ready`` answers 200 only after that.
 
     Parameters
     ----------
-    spec : str
-        ``name@alias``, ``name/3``, ``models:/...`` or ``runs:/<id>/<path>``.
+    spec : str or DeploymentConfig
+        One model (``name@alias``, ``name/3``, ``models:/...`` or ``runs:/<id>/<path>``,
+        served as the one variant ``primary``), or a deployment.
     max_batch_size : int
         Rows per coalesced ``predict`` call.
     max_wait_ms : float
@@ -192,15 +236,41 @@ def create_serving_app(
     max_body_bytes : int
         Larger request bodies get 413.
     max_queue : int
-        Requests that may wait for a batch; more get 503.
+        Requests that may wait for a batch, per variant; more get 503.
     loader : callable, optional
-        Loads the model from ``spec``; ``loopml.models.load`` by default.
+        Loads a model from a spec; ``loopml.models.load`` by default.
     reload_interval : float, optional
-        Seconds between registry checks of ``spec`` (an alias); when it names a new version,
-        that version is loaded and warmed beside the current one, then served in its place.
-        Requests already queued finish on the old model. Off by default.
+        Seconds between registry checks of the aliases served; when one names a new version,
+        that version is loaded and warmed beside the current one, then served in its place
+        (or canaried, with ``on_alias_move: canary``). Requests already queued finish on the
+        old model. Off by default.
     resolver : callable, optional
         ``spec -> (name, version)``; ``loopml.registry.resolve`` by default.
+    revision : int
+        The stored revision of the deployment, recorded with its events.
+    on_prediction : callable, optional
+        Called off the response path with a :class:`~loopml.serving.traffic.PredictionRecord`
+        for every prediction, shadow ones included; its failures are logged and ignored.
+    quality_source : callable, optional
+        ``variant -> float | None``: the live quality metric ``canary.min_quality`` checks.
+    event_sink : callable, optional
+        Records deployment events; the deployment store for a deployment by default, none
+        for a single model.
+    alias_setter : callable, optional
+        ``(model, alias, version, reason)``: moves an alias on promotion or rollback;
+        ``loopml.registry.set_alias`` by default.
+    seed : int, optional
+        Seeds the random assignment of requests without a sticky key.
+    prediction_logger : PredictionLogger, optional
+        Logs every answered request (shadow predictions too, under their variant) for
+        monitoring, off the response path; the app closes it (flushing) on shutdown and
+        exposes ``POST /feedback`` for ground-truth labels.
+    log_predictions : bool
+        Log predictions with a :class:`PredictionLogger` of the configured stores, created
+        with the app (its counters on the app's ``/metrics``); ignored when
+        ``prediction_logger`` is given.
+    log_sample_rate : float
+        Fraction of requests the created logger keeps (chosen by request id).
 
     Returns
     -------
@@ -208,8 +278,23 @@ def create_serving_app(
         The app, ready for uvicorn.
     """
     metrics = ServingMetrics()
+    if prediction_logger is None and log_predictions:
+        prediction_logger = PredictionLogger(sample_rate=log_sample_rate, registry=metrics.registry)
     load = loader or _default_loader
-    state: dict[str, Any] = {}
+    sink: Callable[[DeploymentEvent], None] | None
+    if isinstance(spec, DeploymentConfig):
+        config: DeploymentConfig | None = spec
+        plans = spec.plans()
+        sink = event_sink or _store_event
+        name, model_name = spec.name, spec.model
+    else:
+        config, plan = single_model(spec)
+        plans = [plan]
+        sink = event_sink
+        name = model_name = config.model if config is not None else spec
+        config = None  # a single model keeps the plain hot swap
+    sticky = config.sticky_key if config is not None else None
+    background: set[asyncio.Task[None]] = set()
 
     async def prepare(model_spec: str) -> _Served:
         """Load and warm a model, and start its batcher."""
@@ -251,47 +336,86 @@ def create_serving_app(
             build_request_model(model.signature, extra_fields),
         )
 
-    def activate(current: _Served) -> None:
-        state["served"] = current
-        metrics.set_model(current.name, "" if current.version is None else str(current.version))
+    async def retire(served: _Served) -> None:
+        await served.batcher.drain()
+
+    def publish() -> None:
+        metrics.set_variants(
+            (
+                v.name,
+                v.role,
+                v.served.name,
+                "" if v.served.version is None else str(v.served.version),
+                v.share,
+            )
+            for v in runtime.variants
+        )
+
+    runtime: DeploymentRuntime[_Served] = DeploymentRuntime(
+        name,
+        model_name,
+        plans,
+        RuntimeHooks(
+            prepare=prepare,
+            retire=retire,
+            resolve=resolver or _default_resolver,
+            set_alias=alias_setter or _default_alias_setter,
+            emit=sink,
+            quality_source=quality_source,
+            on_change=publish,
+        ),
+        config=config,
+        revision=revision,
+        seed=seed,
+    )
 
     async def watch(interval: float) -> None:
-        """Poll the registry; serve a new version once it is loaded and warmed."""
-        check = resolver or _default_resolver
+        """Poll the registry; serve (or canary) a new version once it is loaded and warmed."""
         while True:
             await asyncio.sleep(interval)
             try:
-                name, version = await asyncio.to_thread(check, spec)
-                old: _Served = state["served"]
-                if (name, version) == (old.name, old.version):
-                    continue
-                new = await prepare(f"{name}/{version}")
-                activate(new)  # atomic: every later request uses the new model
-                logger.info("now serving %s version %s (was %s)", name, version, old.version)
-                await old.batcher.drain()
+                await runtime.check_aliases()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("could not switch to a new version of %s", spec)
+                logger.exception("could not follow the aliases of %s", name)
+
+    async def control(interval: float) -> None:
+        """Judge the running canary every ``interval`` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await runtime.evaluate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("could not judge the canary of %s", name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        activate(await prepare(spec))
-        watcher = (
-            asyncio.create_task(watch(reload_interval), name="loopml-model-watch")
-            if reload_interval
-            else None
-        )
+        await runtime.start()
+        tasks = []
+        if reload_interval:
+            tasks.append(asyncio.create_task(watch(reload_interval), name="loopml-model-watch"))
+        if config is not None and (
+            config.on_alias_move == "canary" or any(p.role == "canary" for p in plans)
+        ):
+            tasks.append(
+                asyncio.create_task(
+                    control(config.canary.check_interval), name="loopml-canary-controller"
+                )
+            )
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in [*tasks, *background]:
+                task.cancel()
+            for task in [*tasks, *background]:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-            current: _Served | None = state.pop("served", None)
-            if current is not None:
-                await current.batcher.stop()
+                    await task
+            await runtime.stop()
+            if prediction_logger is not None:
+                await asyncio.to_thread(prediction_logger.close)
 
     app = FastAPI(
         title="loopml model server",
@@ -309,38 +433,191 @@ def create_serving_app(
     )
     install_error_handlers(app)
     app.state.metrics = metrics
+    app.state.runtime = runtime
 
-    def served() -> _Served:
-        current: _Served | None = state.get("served")
-        if current is None:
+    def require_ready() -> None:
+        if not runtime.ready:
             raise Overloaded("the model is not loaded yet")
-        return current
+
+    def notify(record: PredictionRecord) -> None:
+        if prediction_logger is not None and record.predictions is not None:
+            # log() only queues (never blocks); the logger's thread writes the segments.
+            prediction_logger.log(
+                LoggedPrediction(
+                    request_id=record.request_id,
+                    model=record.model,
+                    version=record.version,
+                    inputs=record.inputs if record.inputs is not None else [],
+                    predictions=record.predictions,
+                    probabilities=record.probabilities,
+                    latency_ms=record.latency_ms,
+                    variant=record.variant,
+                )
+            )
+        if on_prediction is None:
+            return
+        try:
+            on_prediction(record)
+        except Exception:  # the hook must never disturb serving
+            logger.exception("the on_prediction hook failed")
+
+    def record_of(
+        variant: Variant[_Served],
+        served: _Served,
+        request_id: str,
+        frame: pd.DataFrame | None,
+        result: BatchResult | None,
+        elapsed_ms: float,
+        error: str | None = None,
+    ) -> PredictionRecord:
+        return PredictionRecord(
+            deployment=name,
+            variant=variant.name,
+            role=variant.role,
+            model=served.name,
+            version=served.version,
+            request_id=request_id,
+            time=int(time.time() * 1000),
+            inputs=frame,
+            predictions=None if result is None else result.predictions,
+            probabilities=None if result is None else result.probabilities,
+            latency_ms=elapsed_ms,
+            error=error,
+        )
+
+    async def shadow(
+        variant: Variant[_Served], raw: bytes, request_id: str, answer: list[Any]
+    ) -> None:
+        """Predict with a shadow variant; record, never return, and never fail the request."""
+        served = variant.served
+        started = time.perf_counter()
+        frame: pd.DataFrame | None = None
+        try:
+            body = served.request_model.model_validate_json(raw)
+            frame = signatures.enforce(request_frame(body), served.model.signature)
+            result = await served.batcher.submit(frame)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            metrics.shadow_predictions.labels(variant=variant.name, outcome="error").inc()
+            shadow_logger.warning(
+                "shadow %s (%s v%s) failed on request %s: %s",
+                variant.name,
+                served.name,
+                served.version,
+                request_id,
+                exc,
+            )
+            error = f"{type(exc).__name__}: {exc}"
+            notify(record_of(variant, served, request_id, frame, None, elapsed, error))
+            return
+        elapsed = (time.perf_counter() - started) * 1000
+        metrics.shadow_predictions.labels(variant=variant.name, outcome="ok").inc()
+        agreed = sum(1 for a, b in zip(result.predictions, answer, strict=False) if a == b)
+        shadow_logger.info(
+            "shadow %s (%s v%s) request %s: agreed on %d of %d rows; predictions %s",
+            variant.name,
+            served.name,
+            served.version,
+            request_id,
+            agreed,
+            len(answer),
+            result.predictions[:_LOGGED_PREDICTIONS],
+        )
+        notify(record_of(variant, served, request_id, frame, result, elapsed))
+
+    async def after_response(record: PredictionRecord, raw: bytes) -> None:
+        """Runs once the response is sent: the hook, then the shadows as their own tasks."""
+        notify(record)
+        for variant in runtime.shadows():
+            task = asyncio.create_task(
+                shadow(variant, raw, record.request_id, record.predictions or []),
+                name=f"loopml-shadow-{variant.name}",
+            )
+            background.add(task)
+            task.add_done_callback(background.discard)
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         """Predict for records (``inputs``) or columns (``columns``)."""
-        served()
+        require_ready()
         raw = await request.body()
-        # No await between taking the current model and queueing on its batcher, so a
-        # hot swap never strands a request on a batcher that is draining.
-        current = served()
+        # No await between choosing the variant and queueing on its batcher, so a hot swap
+        # or a canary decision never strands a request on a batcher that is draining.
+        variant = runtime.choose(sticky_value(sticky, request.headers, raw))
+        current = variant.served
         try:
             body = current.request_model.model_validate_json(raw)
         except ValidationError as exc:
             return _validation_failure(exc)
         frame = signatures.enforce(request_frame(body), current.model.signature)
-        result = await current.batcher.submit(frame)
         request_id = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
+        headers = {"X-Request-ID": request_id, "X-Loopml-Variant": variant.name}
+        started = time.perf_counter()
+        try:
+            result = await current.batcher.submit(frame)
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            runtime.record(variant, elapsed * 1000, ok=False)
+            metrics.observe_variant(variant.name, elapsed, ok=False)
+            if isinstance(exc, LoopmlError):
+                raise
+            logger.exception("variant %s failed on request %s", variant.name, request_id)
+            return error_response(
+                500,
+                "prediction_failed",
+                f"variant {variant.name!r} failed to predict; the server log has the details",
+                headers=headers,
+            )
+        elapsed = time.perf_counter() - started
+        runtime.record(variant, elapsed * 1000, ok=True)
+        metrics.observe_variant(variant.name, elapsed, ok=True)
+        record = record_of(variant, current, request_id, frame, result, elapsed * 1000)
         return JSONResponse(
             {
                 "predictions": result.predictions,
                 "probabilities": result.probabilities,
                 "model": current.name,
                 "version": current.version,
+                "variant": variant.name,
                 "request_id": request_id,
             },
-            headers={"X-Request-ID": request_id},
+            headers=headers,
+            background=BackgroundTask(after_response, record, raw),
         )
+
+    @app.post("/explain")
+    async def explain(request: Request) -> Response:
+        """SHAP values of each row (same body as ``/predict``) for the variant that answers it."""
+        from loopml.models.explain import explain as explain_rows
+
+        require_ready()
+        raw = await request.body()
+        current = runtime.choose(sticky_value(sticky, request.headers, raw)).served
+        try:
+            body = current.request_model.model_validate_json(raw)
+        except ValidationError as exc:
+            return _validation_failure(exc)
+        frame = signatures.enforce(request_frame(body), current.model.signature)
+        # SHAP takes milliseconds to seconds of CPU: off the event loop, like predictions.
+        result = await asyncio.to_thread(explain_rows, current.model, frame)
+        return JSONResponse({"model": current.name, "version": current.version, **result.to_dict()})
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        """Ground truth for earlier predictions, joined to the prediction log by request id."""
+        from loopml.monitoring.labels import feedback_payload_to_frame, log_labels
+
+        if prediction_logger is None:
+            return error_response(
+                404, "not_found", "this server does not log predictions, so it takes no feedback"
+            )
+        try:
+            payload = json.loads(await request.body())
+        except ValueError as exc:
+            raise InvalidInput(f"the request body is not valid JSON: {exc}", field="body") from exc
+        frame = feedback_payload_to_frame(payload)
+        accepted = await asyncio.to_thread(log_labels, frame)
+        return JSONResponse({"accepted": accepted})
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -349,15 +626,17 @@ def create_serving_app(
 
     @app.get("/ready")
     async def ready() -> Response:
-        """200 once the model is loaded and warmed, 503 before."""
-        if "served" not in state:
+        """200 once every variant is loaded and warmed, 503 before."""
+        if not runtime.ready:
             return error_response(503, "not_ready", "the model is not loaded yet")
         return JSONResponse({"status": "ready"})
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
-        """The model served, its version, flavor and signature."""
-        current = served()
+        """The model served, its version, flavor and signature; every variant and its share."""
+        require_ready()
+        primary = next((v for v in runtime.variants if v.role == "primary"), runtime.variants[0])
+        current = primary.served
         return {
             "model": current.name,
             "version": current.version,
@@ -366,6 +645,8 @@ def create_serving_app(
             "probabilities": current.has_proba,
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
+            "sticky_key": sticky,
+            **runtime.describe(),
         }
 
     @app.get("/metrics")
@@ -389,4 +670,6 @@ def app_from_env() -> FastAPI:
             os.environ.get("LOOPML_SERVE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))
         ),
         reload_interval=float(os.environ.get("LOOPML_SERVE_RELOAD_INTERVAL", "0")) or None,
+        log_predictions=os.environ.get("LOOPML_SERVE_LOG_PREDICTIONS", "1") == "1",
+        log_sample_rate=float(os.environ.get("LOOPML_SERVE_LOG_SAMPLE_RATE", "1.0")),
     )

@@ -5,6 +5,11 @@ The input is read as a stream and cut into chunks of exactly ``chunk_rows`` rows
 (a temporary name, then a rename) as ``part-<i>.parquet`` in the output folder, and its index
 is recorded in ``_manifest.json``. Running the same job again after a crash skips every chunk
 already written, so each row is scored into the output exactly once.
+
+On the dask executor a CSV file is cut instead into byte blocks (``dask.dataframe.read_csv``
+partitions, each split at a line end): partition ``i`` is always the same lines of the same
+file and becomes ``part-<i>.parquet``. The manifest records that layout, so such a job is
+resumed on dask with the same block size, and never mixed with a job cut into rows.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopmlError
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -29,6 +34,11 @@ if TYPE_CHECKING:
 MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = 1
 EXECUTORS = ("local", "dask")
+#: The ``layout`` of a job cut into chunks of ``chunk_rows`` rows (every job but CSV on dask).
+ROWS_LAYOUT = "rows"
+#: The smallest CSV block the dask executor cuts when it sizes blocks from ``chunk_rows``.
+MIN_BLOCKSIZE = 4096
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 _PART = "part-{:05d}.parquet"
 _RESERVED = ("prediction", "model_name", "model_version")
 
@@ -82,6 +92,7 @@ def batch_score(
     id_column: str | None = None,
     proba: bool = False,
     progress: bool = True,
+    blocksize: int | None = None,
 ) -> BatchScoreResult:
     """Score a Parquet or CSV file with a model into a folder of Parquet part files.
 
@@ -97,16 +108,23 @@ def batch_score(
     chunk_rows : int, default 65536
         Rows per chunk (and per part file).
     executor : {"local", "dask"}, default "local"
-        ``"local"`` scores chunks in this process. ``"dask"`` (Parquet inputs) scores them on
-        a ``dask.distributed`` LocalCluster of two workers: each task reads only the row
-        groups of its own chunk and writes its own part file. Both cut the same chunks, so a
-        job may be resumed with either.
+        ``"local"`` scores chunks in this process. ``"dask"`` scores them on a
+        ``dask.distributed`` LocalCluster of two workers, each task writing its own part file.
+        For Parquet each task reads only the row groups of its chunk, and both executors cut
+        the same chunks, so a job may be resumed with either. For CSV each task parses one
+        ``dask.dataframe.read_csv`` partition of ``blocksize`` bytes (the model's columns
+        typed by its signature, the others as the local executor reads them) and the output
+        rows and columns equal the local executor's; such a job resumes on dask only.
     id_column : str, optional
         Copy only this input column to the output, instead of every input column.
     proba : bool, default False
         Add ``proba_<class>`` columns when the model has ``predict_proba``.
     progress : bool, default True
         Show a progress bar over the chunks (on stderr).
+    blocksize : int, optional
+        Bytes per partition of a CSV file on the dask executor; by default about
+        ``chunk_rows`` lines (measured on the file's first MiB), at least 4 KiB. A gzipped
+        CSV file is one partition.
 
     Returns
     -------
@@ -116,9 +134,10 @@ def batch_score(
     Raises
     ------
     InvalidInput
-        For a bad chunk size or executor, an unreadable input, an input lacking a column the
+        For a bad chunk size, block size or executor, an unreadable input (or, on dask, a CSV
+        value that does not parse as its column's type), an input lacking a column the
         model's signature or ``id_column`` needs, or an output folder holding a job of another
-        model version, input or chunk size.
+        model version, input, chunk size or layout.
     NotFound
         When the model does not exist.
     """
@@ -128,10 +147,16 @@ def batch_score(
         raise InvalidInput(
             f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}", field="executor"
         )
-    if executor == "dask" and not source.lower().endswith((".parquet", ".pq")):
+    csv_on_dask = executor == "dask" and source.lower().endswith(_CSV_SUFFIXES)
+    if executor == "dask" and not csv_on_dask and not source.lower().endswith((".parquet", ".pq")):
         raise InvalidInput(
-            "the dask executor reads Parquet inputs only; use --executor local for CSV",
+            "the dask executor reads Parquet and CSV (.csv, .csv.gz, .tsv) inputs",
             field="executor",
+        )
+    if blocksize is not None and (not csv_on_dask or blocksize < 1):
+        raise InvalidInput(
+            "blocksize is a positive number of bytes, for CSV inputs on the dask executor",
+            field="blocksize",
         )
     import fsspec.core
 
@@ -142,6 +167,8 @@ def batch_score(
     name, version = model.registered if model.registered else (model.source, None)
     reader = open_source(source)
     _check_columns(model, reader.schema, id_column)
+    if csv_on_dask:
+        blocksize = blocksize or _csv_blocksize(source, chunk_rows)
     fs, root = fsspec.core.url_to_fs(output)
     root = root.rstrip("/")
     identity = {
@@ -153,6 +180,7 @@ def batch_score(
         "chunk_rows": chunk_rows,
         "id_column": id_column,
         "proba": proba,
+        "layout": _csv_layout(blocksize) if csv_on_dask else ROWS_LAYOUT,
     }
     manifest = _open_manifest(fs, root, identity, spec)
     done = set(manifest["completed_chunks"]) | _existing_parts(fs, root)
@@ -160,7 +188,8 @@ def batch_score(
     job = _Job(name, version, id_column, with_proba)
     if executor == "dask":
         getattr(reader.batches, "close", lambda: None)()  # the workers read the file
-        rows, written, skipped = _run_dask(model, source, fs, root, manifest, done, job, progress)
+        plan = _DaskPlan(source, reader.schema, blocksize if csv_on_dask else None)
+        rows, written, skipped = _run_dask(model, plan, fs, root, manifest, done, job, progress)
     else:
         rows, written, skipped = _run_local(model, reader, fs, root, manifest, done, job, progress)
     manifest["finished"] = True
@@ -215,9 +244,22 @@ def _run_local(
 DASK_CLUSTER_OPTIONS: dict[str, Any] = {"n_workers": 2, "threads_per_worker": 1}
 
 
+@dataclass(frozen=True)
+class _DaskPlan:
+    """What the dask executor reads: a Parquet file, or a CSV file in byte blocks."""
+
+    source: str
+    schema: pa.Schema
+    blocksize: int | None  # None: Parquet, cut into row chunks; 0: a CSV file in one block
+
+    @property
+    def csv(self) -> bool:
+        return self.blocksize is not None
+
+
 def _run_dask(
     model: LoadedModel,
-    source: str,
+    plan: _DaskPlan,
     fs: AbstractFileSystem,
     root: str,
     manifest: dict[str, Any],
@@ -225,24 +267,23 @@ def _run_dask(
     job: _Job,
     progress: bool,
 ) -> tuple[int, int, int]:
-    """Score the chunks of a Parquet file as tasks on a local dask cluster."""
-    import fsspec
-    import pyarrow.parquet as pq
-
+    """Score the chunks of a Parquet file, or the partitions of a CSV file, on local dask."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - dask is an optional dependency
         raise InvalidInput(
             "the dask executor needs dask[distributed] installed", field="executor"
         ) from exc
-    with fsspec.open(source, "rb") as handle:
-        total = pq.ParquetFile(handle).metadata.num_rows
-    size = int(manifest["chunk_rows"])
-    ranges = [(i, i * size, min(total, (i + 1) * size)) for i in range(-(-total // size))]
-    todo = [r for r in ranges if r[0] not in done]
+    if plan.csv:
+        partitions, schema = _csv_partitions(plan, model, job)
+        total = len(partitions)
+    else:
+        bounds = _parquet_ranges(plan.source, int(manifest["chunk_rows"]))
+        total = len(bounds)
+    todo = [index for index in range(total) if index not in done]
     rows = written = 0
-    skipped = len(ranges) - len(todo)
-    with _progress(progress, source, len(ranges)) as advance:
+    skipped = total - len(todo)
+    with _progress(progress, plan.source, total) as advance:
         for _ in range(skipped):
             advance()
         if not todo:
@@ -251,19 +292,57 @@ def _run_dask(
         client = Client(cluster)  # type: ignore[no-untyped-call]
         with cluster, client:
             shared = client.scatter(model, broadcast=True)  # type: ignore[no-untyped-call]
-            futures = [
-                client.submit(
-                    _score_range, shared, source, fs, root, index, start, stop, job, pure=False
-                )
-                for index, start, stop in todo
-            ]
+            if plan.csv:
+                from dask.delayed import delayed
+
+                score = delayed(_score_partition, pure=False)
+                tasks = [
+                    score(shared, partitions[i], schema, fs, root, i, job, plan.source)
+                    for i in todo
+                ]
+                futures = client.compute(tasks)  # type: ignore[no-untyped-call]
+            else:
+                futures = [
+                    client.submit(
+                        _score_range, shared, plan.source, fs, root, i, *bounds[i], job, pure=False
+                    )
+                    for i in todo
+                ]
+            indices = dict(zip(futures, todo, strict=True))
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
-                index, count = future.result()
+                index, count = _result(future, indices[future], plan)
                 _record(fs, root, manifest, index)
                 rows += count
                 written += 1
                 advance()
     return rows, written, skipped
+
+
+def _result(future: Any, index: int, plan: _DaskPlan) -> tuple[int, int]:
+    """A task's ``(index, rows)``; a CSV block pandas cannot parse is an InvalidInput."""
+    try:
+        result: tuple[int, int] = future.result()
+    except LoopmlError:
+        raise
+    except (ValueError, TypeError) as exc:
+        if not plan.csv:
+            raise
+        # Raised by read_csv in the partition's own task, before _score_partition runs.
+        raise InvalidInput(
+            f"{plan.source}: partition {index} could not be read with its columns' types: {exc}",
+            field="data",
+        ) from exc
+    return result
+
+
+def _parquet_ranges(source: str, size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` rows of each chunk of a Parquet file."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(source, "rb") as handle:
+        total = pq.ParquetFile(handle).metadata.num_rows
+    return [(i * size, min(total, (i + 1) * size)) for i in range(-(-total // size))]
 
 
 def _score_range(
@@ -296,6 +375,131 @@ def _score_range(
             offset += count
         table = parquet.read_row_groups(groups).slice(start - first, stop - start)
     chunk = pa.Table.from_batches([conform(b, schema) for b in table.to_batches()], schema=schema)
+    _write_part(fs, root, index, _score(model, chunk, job))
+    return index, chunk.num_rows
+
+
+# -- CSV on dask ----------------------------------------------------------------------------
+
+#: pandas dtypes of the model's columns, by signature type. Datetimes are read as text and
+#: cast by Arrow, like every column Arrow reads as a date or time.
+_SIGNATURE_DTYPES = {
+    "integer": "Int64",
+    "double": "float64",
+    "boolean": "boolean",
+    "string": "string",
+    "datetime": "string",
+}
+
+
+def _csv_layout(blocksize: int | None) -> str:
+    return f"csv-blocks:{blocksize or 0}"
+
+
+def _csv_blocksize(source: str, chunk_rows: int) -> int:
+    """Bytes holding about ``chunk_rows`` lines, measured on the first MiB (0 for gzip)."""
+    import fsspec
+
+    if source.lower().endswith(".gz"):
+        return 0  # a gzip stream cannot be entered in the middle
+    with fsspec.open(source, "rb") as handle:
+        head: bytes = handle.read(1 << 20)
+    per_line = len(head) / max(head.count(b"\n"), 1)
+    return max(MIN_BLOCKSIZE, int(per_line * chunk_rows))
+
+
+def _csv_dtype(kind: pa.DataType, signature_type: str | None) -> str:
+    """How pandas parses a column: by the model's signature, else as Arrow typed it."""
+    if signature_type in _SIGNATURE_DTYPES:
+        return _SIGNATURE_DTYPES[str(signature_type)]
+    if pa.types.is_integer(kind):
+        return "Int64"  # nullable: a gap in a later block must not fail the parse
+    if pa.types.is_floating(kind):
+        return "float64"
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    return "string"
+
+
+def _from_text(kind: pa.DataType) -> bool:
+    """Whether Arrow casts text to ``kind`` (dates and timestamps yes, times not)."""
+    try:
+        pa.array([], pa.string()).cast(kind)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return False
+    return True
+
+
+def _csv_partitions(plan: _DaskPlan, model: LoadedModel, job: _Job) -> tuple[list[Any], pa.Schema]:
+    """The delayed ``read_csv`` partitions of a CSV file and the schema each is cast to.
+
+    The schema is the one the local executor reads (Arrow's types from the file's first
+    block), so both write the same columns with the same types; text is parsed as Arrow's CSV
+    reader does (its null markers, except in text columns, where an empty field is ``""``).
+    """
+    import dask.dataframe as dd
+    import pyarrow.csv as pacsv
+
+    typed = {c["name"]: c["type"] for c in (model.signature or {}).get("inputs") or []}
+    # With an id column and a signature the output needs only those columns: parse no other.
+    needed = {*typed, job.id_column} if job.id_column is not None and typed else None
+    nulls = list(pacsv.ConvertOptions().null_values)
+    dtypes: dict[str, str] = {}
+    na_values: dict[str, list[str]] = {}
+    fields = []
+    for field in plan.schema:
+        if needed is not None and field.name not in needed:
+            continue
+        dtypes[field.name] = _csv_dtype(field.type, typed.get(field.name))
+        if not pa.types.is_string(field.type):
+            na_values[field.name] = nulls
+        text = dtypes[field.name] == "string"
+        fields.append(
+            field if not text or _from_text(field.type) else pa.field(field.name, "string")
+        )
+    lowered = plan.source.lower()
+    try:
+        frame = dd.read_csv(
+            plan.source,
+            blocksize=plan.blocksize or None,
+            sep="\t" if lowered.endswith(".tsv") else ",",
+            compression="gzip" if lowered.endswith(".gz") else None,
+            usecols=list(dtypes) if needed is not None else None,
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values=na_values,
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"{plan.source} is not a readable CSV file: {exc}", field="data"
+        ) from exc
+    return list(frame.to_delayed()), pa.schema(fields)
+
+
+def _score_partition(
+    model: LoadedModel,
+    frame: Any,
+    schema: pa.Schema,
+    fs: AbstractFileSystem,
+    root: str,
+    index: int,
+    job: _Job,
+    source: str,
+) -> tuple[int, int]:
+    """Cast one parsed CSV partition to the job's schema, score it and write its part."""
+    from loopml.data._canonical import conform
+
+    if not len(frame):
+        return index, 0  # a block smaller than a line; nothing to write
+    table = pa.Table.from_pandas(frame, preserve_index=False).select(schema.names)
+    try:
+        batches = [conform(batch, schema) for batch in table.to_batches()]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInput(
+            f"{source}: partition {index} has a value its column's type cannot hold ({exc})",
+            field="data",
+        ) from exc
+    chunk = pa.Table.from_batches(batches, schema=schema)
     _write_part(fs, root, index, _score(model, chunk, job))
     return index, chunk.num_rows
 
@@ -338,9 +542,17 @@ def _open_manifest(
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{path} is unreadable: {exc}", field="output") from exc
         for key, expected in identity.items():
-            if manifest.get(key) != expected:
+            found = manifest.get(key, _IDENTITY_DEFAULTS.get(key))
+            if key == "layout" and found != expected:
                 raise InvalidInput(
-                    f"the output {root} holds a batch job with {key} {manifest.get(key)!r}, "
+                    f"the output {root} holds a batch job cut into {_describe_layout(found)}, "
+                    f"not {_describe_layout(expected)} (CSV inputs on the dask executor are cut "
+                    "into byte blocks); resume it as it was started, or use another folder",
+                    field="output",
+                )
+            if found != expected:
+                raise InvalidInput(
+                    f"the output {root} holds a batch job with {key} {found!r}, "
                     f"not {expected!r}; use another output folder or delete it",
                     field="output",
                 )
@@ -359,6 +571,17 @@ def _open_manifest(
     }
     _write_json(fs, path, manifest)
     return manifest
+
+
+#: Identity values of manifests written before the key existed.
+_IDENTITY_DEFAULTS: dict[str, Any] = {"layout": ROWS_LAYOUT}
+
+
+def _describe_layout(layout: Any) -> str:
+    if layout == ROWS_LAYOUT:
+        return "chunks of rows"
+    size = str(layout).rpartition(":")[2]
+    return "one CSV block" if size == "0" else f"CSV blocks of {size} bytes"
 
 
 def _existing_parts(fs: AbstractFileSystem, root: str) -> set[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,7 +19,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class ServingMetrics:
-    """Request counts, latency, batch sizes, model version and in-flight requests.
+    """Request counts, latency, batch sizes, model versions, variants and in-flight requests.
 
     Each app owns its :class:`~prometheus_client.CollectorRegistry`, so several apps (and
     tests) in one process never share counters.
@@ -55,6 +56,49 @@ class ServingMetrics:
             "Requests being answered right now.",
             registry=self.registry,
         )
+
+        self.variant_requests = Counter(
+            "loopml_serving_variant_requests",
+            "Predictions answered, by deployment variant and outcome (ok or error).",
+            ["variant", "outcome"],
+            registry=self.registry,
+        )
+        self.variant_latency = Histogram(
+            "loopml_serving_variant_latency_seconds",
+            "Time a variant took to predict, by deployment variant.",
+            ["variant"],
+            registry=self.registry,
+        )
+        self.variant_share = Gauge(
+            "loopml_serving_variant_share",
+            "Share of the traffic each variant answers (shadows 0).",
+            ["variant", "role", "name", "version"],
+            registry=self.registry,
+        )
+        self.shadow_predictions = Counter(
+            "loopml_serving_shadow_predictions",
+            "Requests copied to a shadow variant, by variant and outcome (ok or error).",
+            ["variant", "outcome"],
+            registry=self.registry,
+        )
+
+    def set_variants(self, variants: Iterable[tuple[str, str, str, str, float]]) -> None:
+        """Record the variants served as ``(variant, role, name, version, share)``.
+
+        ``loopml_serving_model_info`` then names every distinct model version loaded.
+        """
+        self.variant_share.clear()
+        self.model_info.clear()
+        for variant, role, name, version, share in variants:
+            self.variant_share.labels(variant=variant, role=role, name=name, version=version).set(
+                share
+            )
+            self.model_info.labels(name=name, version=version).set(1)
+
+    def observe_variant(self, variant: str, seconds: float, ok: bool) -> None:
+        """Count one prediction of a variant and its latency."""
+        self.variant_requests.labels(variant=variant, outcome="ok" if ok else "error").inc()
+        self.variant_latency.labels(variant=variant).observe(seconds)
 
     def set_model(self, name: str, version: str) -> None:
         """Record the model now served, dropping any previous one."""

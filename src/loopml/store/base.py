@@ -9,7 +9,7 @@ files to runs (blobs plus the per-run path index locally, one HTTP call remotely
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from loopml.entities.data import Dataset, DatasetVersion, LineageEdge, ValidationRecord
@@ -440,4 +440,260 @@ class RegistryStore(Protocol):
 
     def list_audit(self, name: str) -> list[AuditEntry]:
         """Return the audit trail of a model."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeploymentRevision:
+    """One applied configuration of a deployment (revisions count up from 1)."""
+
+    name: str
+    revision: int
+    config: dict[str, Any]
+    user: str
+    applied_at: int
+
+
+@dataclass(frozen=True)
+class DeploymentEvent:
+    """A decision taken for a deployment, with the versions involved and the evidence.
+
+    ``kind`` is ``applied``, ``canary_started``, ``promoted``, ``rolled_back`` or ``swapped``.
+    """
+
+    deployment: str
+    revision: int
+    kind: str
+    variant: str | None = None
+    from_version: int | None = None
+    to_version: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    time: int = 0
+    id: int | None = None
+
+
+@runtime_checkable
+class DeploymentStore(Protocol):
+    """Persists deployment configurations (one row per revision) and their events."""
+
+    def apply_deployment(self, name: str, config: dict[str, Any], user: str) -> DeploymentRevision:
+        """Store ``config`` as the next revision of ``name`` with an ``applied`` event."""
+        ...
+
+    def get_deployment(self, name: str, revision: int | None = None) -> DeploymentRevision:
+        """Return one revision (the latest by default) or raise :class:`NotFound`."""
+        ...
+
+    def list_deployments(self) -> list[DeploymentRevision]:
+        """Return the latest revision of every deployment, by name."""
+        ...
+
+    def list_deployment_revisions(self, name: str) -> list[DeploymentRevision]:
+        """Return every revision of a deployment, oldest first."""
+        ...
+
+    def add_deployment_event(self, event: DeploymentEvent) -> DeploymentEvent:
+        """Record an event (its time defaults to now); return it with its id and time."""
+        ...
+
+    def list_deployment_events(self, name: str, limit: int | None = None) -> list[DeploymentEvent]:
+        """Return a deployment's events oldest first (only the last ``limit`` if given)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PredictionSegment:
+    """One Parquet file of the prediction log and the slice of traffic it holds.
+
+    ``path`` is the segment's logical name (``predictions/<model>/...``); the bytes live in
+    the blob store under ``blob_sha256``. Times are epoch milliseconds (UTC).
+    """
+
+    model: str
+    version: int
+    path: str
+    blob_sha256: str
+    size_bytes: int
+    min_time: int
+    max_time: int
+    rows: int
+    id: int = 0
+    created_time: int = 0
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """The ground truth of one predicted row; ``label_json`` is the JSON of the value."""
+
+    request_id: str
+    row: int
+    label_json: str
+    kind: str
+    received_time: int = 0
+
+
+@runtime_checkable
+class PredictionLogStore(Protocol):
+    """Indexes prediction log segments and the requests they hold, and keeps labels."""
+
+    def add_prediction_segment(
+        self, segment: PredictionSegment, requests: Sequence[tuple[str, int, int]]
+    ) -> PredictionSegment:
+        """Commit a segment with its ``(request_id, time_ms, rows)`` entries in one go."""
+        ...
+
+    def list_prediction_segments(
+        self,
+        model: str,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+    ) -> list[PredictionSegment]:
+        """Return the segments of a model overlapping ``[since_ms, until_ms)``, oldest first."""
+        ...
+
+    def request_models(self, request_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Map each logged request id to the models that answered it (unknown ids absent)."""
+        ...
+
+    def label_kinds(self, models: Sequence[str]) -> dict[str, str]:
+        """Return the kind of the labels already stored for each model that has some."""
+        ...
+
+    def upsert_labels(self, labels: Sequence[LabelRecord]) -> None:
+        """Store labels in one transaction; a label for the same row replaces the old one."""
+        ...
+
+    def list_labels(
+        self,
+        model: str,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        version: int | None = None,
+    ) -> list[LabelRecord]:
+        """Return the labels of a model's requests logged in ``[since_ms, until_ms)``."""
+        ...
+
+    def label_stats(self, model: str) -> dict[str, int]:
+        """Count a model's logged requests and rows, labelled rows, and orphan labels."""
+        ...
+
+
+@dataclass(frozen=True)
+class MonitorRecord:
+    """A saved monitor: the model it watches and its spec (see ``loopml.monitoring``)."""
+
+    name: str
+    model: str
+    spec: dict[str, Any]
+    created_time: int
+    last_update_time: int
+
+
+@dataclass(frozen=True)
+class MonitorRunRecord:
+    """One stored monitor run: when, which model version, the verdict and the result."""
+
+    id: int
+    monitor: str
+    model: str
+    version: int | None
+    time: int
+    verdict: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One incident of a monitor check; ``state`` is ``firing`` or ``resolved``."""
+
+    id: int
+    monitor: str
+    model: str
+    check: str
+    state: str
+    value: float | None
+    message: str
+    fired_time: int
+    resolved_time: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict."""
+        return {
+            "id": self.id,
+            "monitor": self.monitor,
+            "model": self.model,
+            "check": self.check,
+            "state": self.state,
+            "value": self.value,
+            "message": self.message,
+            "fired_time": self.fired_time,
+            "resolved_time": self.resolved_time,
+        }
+
+
+@runtime_checkable
+class MonitorStore(Protocol):
+    """Persists monitors, their runs, reference sketches and alert state."""
+
+    def save_monitor(self, name: str, model: str, spec: dict[str, Any]) -> MonitorRecord:
+        """Create or replace a monitor."""
+        ...
+
+    def get_monitor(self, name: str) -> MonitorRecord:
+        """Return a monitor or raise ``NotFound``."""
+        ...
+
+    def list_monitors(self, model: str | None = None) -> list[MonitorRecord]:
+        """Return every monitor (of one model), by name."""
+        ...
+
+    def delete_monitor(self, name: str) -> None:
+        """Delete a monitor with its runs and alerts."""
+        ...
+
+    def add_monitor_run(
+        self,
+        monitor: str,
+        model: str,
+        version: int | None,
+        time: int,
+        verdict: str,
+        result: dict[str, Any],
+    ) -> int:
+        """Store one run's result; return its id."""
+        ...
+
+    def list_monitor_runs(self, monitor: str, limit: int = 20) -> list[MonitorRunRecord]:
+        """Return a monitor's latest runs, newest first."""
+        ...
+
+    def latest_monitor_runs(self) -> list[MonitorRunRecord]:
+        """Return the latest run of every monitor that has run."""
+        ...
+
+    def get_reference_sketch(self, key: str) -> dict[str, Any] | None:
+        """Return the stored reference sketch under ``key``, or None."""
+        ...
+
+    def put_reference_sketch(
+        self, key: str, reference: str, features: list[str], sketch: dict[str, Any]
+    ) -> None:
+        """Store a reference sketch (the first writer of a key wins)."""
+        ...
+
+    def fire_alert(
+        self, monitor: str, model: str, check: str, value: float | None, message: str, time: int
+    ) -> tuple[AlertRecord, bool]:
+        """Return the check's firing alert, opening one if none is; True when opened now."""
+        ...
+
+    def resolve_alert(self, alert_id: int, time: int) -> AlertRecord:
+        """Mark a firing alert resolved."""
+        ...
+
+    def list_alerts(
+        self, monitor: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[AlertRecord]:
+        """Return alerts, newest first, optionally of one monitor and state."""
         ...

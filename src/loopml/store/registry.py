@@ -10,8 +10,11 @@ from loopml.store.base import (
     AuthStore,
     BlobStore,
     DatasetStore,
+    DeploymentStore,
     ExperimentStore,
+    MonitorStore,
     PipelineStore,
+    PredictionLogStore,
     RegistryStore,
     RunArtifactStore,
     RunStore,
@@ -132,3 +135,39 @@ def open_registry_stores(settings: Settings) -> RegistryStores:
         registry=SqlRegistryStore(settings.resolved_store_uri),
         lineage=SqlDatasetStore(settings.resolved_store_uri),
     )
+
+
+def open_deployment_store(settings: Settings) -> DeploymentStore:
+    """Open the store of deployment configurations and their events."""
+    _require_direct_stores(settings, "deployments")
+    from loopml.store.sql.deployments import SqlDeploymentStore
+
+    return SqlDeploymentStore(settings.resolved_store_uri)
+
+
+@dataclass(frozen=True)
+class PredictionLogStores:
+    """The backends the prediction log and its labels need."""
+
+    log: PredictionLogStore
+    blobs: BlobStore
+
+
+def open_prediction_log_stores(settings: Settings) -> PredictionLogStores:
+    """Open the prediction log index and the blob store holding its Parquet segments."""
+    _require_direct_stores(settings, "the prediction log")
+    from loopml.store.artifacts import open_blob_store
+    from loopml.store.sql.monitoring_log import SqlPredictionLogStore
+
+    return PredictionLogStores(
+        log=SqlPredictionLogStore(settings.resolved_store_uri),
+        blobs=open_blob_store(settings.resolved_artifact_uri),
+    )
+
+
+def open_monitor_store(settings: Settings) -> MonitorStore:
+    """Open the store of monitors, their runs, reference sketches and alerts."""
+    _require_direct_stores(settings, "monitors")
+    from loopml.store.sql.monitors import SqlMonitorStore
+
+    return SqlMonitorStore(settings.resolved_store_uri)

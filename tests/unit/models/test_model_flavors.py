@@ -99,7 +99,11 @@ def test_xgboost_classifier_and_regressor(numeric: pd.DataFrame) -> None:
     loaded = log_and_load(classifier, numeric)
     assert loaded.flavor == "xgboost"
     assert loaded.manifest["flavor_details"]["class"] == "xgboost.XGBClassifier"
-    assert set(loaded.manifest["files"]) == {"model.json", "input_example.json"}
+    assert set(loaded.manifest["files"]) == {
+        "model.json",
+        "input_example.json",
+        "background.parquet",
+    }
     np.testing.assert_array_equal(loaded.predict(numeric), classifier.predict(numeric))
     np.testing.assert_allclose(
         loaded.predict_proba(numeric), classifier.predict_proba(numeric), rtol=1e-6
@@ -155,7 +159,11 @@ def test_lightgbm_classifier(numeric: pd.DataFrame, labels: Any) -> None:
     assert loaded.flavor == "lightgbm"
     details = loaded.manifest["flavor_details"]
     assert details["classes"] == classifier.classes_.tolist()
-    assert set(loaded.manifest["files"]) == {"model.txt", "input_example.json"}
+    assert set(loaded.manifest["files"]) == {
+        "model.txt",
+        "input_example.json",
+        "background.parquet",
+    }
     np.testing.assert_array_equal(loaded.predict(numeric), classifier.predict(numeric))
     np.testing.assert_allclose(
         loaded.predict_proba(numeric), classifier.predict_proba(numeric), rtol=1e-9
@@ -266,7 +274,11 @@ def test_torch_state_dict_when_the_trace_is_doubtful(numeric: pd.DataFrame) -> N
     details = loaded.manifest["flavor_details"]
     assert details["format"] == "state_dict"
     assert details["class"] == "model_classes_for_tests:BranchingMLP"
-    assert set(loaded.manifest["files"]) == {"state_dict.pt", "input_example.json"}
+    assert set(loaded.manifest["files"]) == {
+        "state_dict.pt",
+        "input_example.json",
+        "background.parquet",
+    }
     assert isinstance(loaded.model.module, BranchingMLP)
     for rows in (numeric, -numeric):  # both branches: a trace would have frozen one
         np.testing.assert_allclose(loaded.predict(rows), torch_predict(model, rows), rtol=1e-6)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import typer
 from sklearn.datasets import load_iris
@@ -260,5 +261,116 @@ def test_dask_executor_resumes_a_local_job(
     assert list(scored["row_id"]) == list(range(150))
     np.testing.assert_array_equal(scored["prediction"].to_numpy(), _expected(iris))
     assert json.loads(manifest_path.read_text())["completed_chunks"] == [0, 1, 2, 3]
-    with pytest.raises(InvalidInput, match="Parquet"):
-        batch_score("iris@champion", str(tmp_path / "in.csv"), str(tmp_path / "o"), executor="dask")
+    with pytest.raises(InvalidInput, match="Parquet and CSV"):
+        batch_score(
+            "iris@champion", str(tmp_path / "in.json"), str(tmp_path / "o"), executor="dask"
+        )
+
+
+@pytest.fixture
+def threaded_dask(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thread workers keep the test fast; the tasks are the same with process workers.
+    options = {**batch.DASK_CLUSTER_OPTIONS, "processes": False, "dashboard_address": None}
+    monkeypatch.setattr(batch, "DASK_CLUSTER_OPTIONS", options)
+
+
+def test_dask_scores_csv_like_the_local_executor(
+    iris: pd.DataFrame, tmp_path: Path, threaded_dask: None
+) -> None:
+    source = tmp_path / "mixed.csv"
+    frame = iris.assign(
+        note=["", "a", "b, quoted", "NA"] * 37 + ["z", ""],  # text: "" and "NA" stay text
+        weight=[1.5, np.nan, 2.0] * 50,  # a gap in a number column is null
+        day=pd.date_range("2024-01-01", periods=150, freq="D").strftime("%Y-%m-%d"),
+    )
+    frame.to_csv(source, index=False)
+    local, dask_out = tmp_path / "local", tmp_path / "dask"
+    batch_score("iris@champion", str(source), str(local), chunk_rows=CHUNK, progress=False)
+    result = batch_score(
+        "iris@champion",
+        str(source),
+        str(dask_out),
+        chunk_rows=CHUNK,
+        executor="dask",
+        blocksize=1500,
+        progress=False,
+    )
+    parts = sorted(dask_out.glob("part-*.parquet"))
+    assert len(parts) == result.chunks_written > 2
+    assert (result.rows, result.chunks_skipped) == (150, 0)
+    expected = _read(local)
+    pd.testing.assert_frame_equal(_read(dask_out), expected)
+    assert pq.read_schema(parts[0]) == pq.read_schema(local / "part-00000.parquet")
+    assert list(expected["note"][:4]) == ["", "a", "b, quoted", "NA"]
+    assert expected["weight"].isna().sum() == 50
+    np.testing.assert_array_equal(expected["prediction"].to_numpy(), _expected(iris))
+
+    # Resume: only the missing partitions are scored again, into the same output.
+    manifest_path = dask_out / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["layout"] == "csv-blocks:1500"
+    parts[1].unlink()
+    manifest["completed_chunks"] = [0]
+    manifest_path.write_text(json.dumps(manifest))
+    again = batch_score(
+        "iris@champion",
+        str(source),
+        str(dask_out),
+        chunk_rows=CHUNK,
+        executor="dask",
+        blocksize=1500,
+        progress=False,
+    )
+    assert (again.chunks_written, again.chunks_skipped) == (1, len(parts) - 1)
+    pd.testing.assert_frame_equal(_read(dask_out), expected)
+
+    # A job cut into rows is never resumed in byte blocks, nor the other way round.
+    with pytest.raises(InvalidInput, match="chunks of rows"):
+        batch_score("iris@champion", str(source), str(local), chunk_rows=CHUNK, executor="dask")
+    with pytest.raises(InvalidInput, match="CSV blocks of 1500 bytes"):
+        batch_score("iris@champion", str(source), str(dask_out), chunk_rows=CHUNK)
+
+
+def test_dask_csv_sizes_blocks_from_chunk_rows_and_names_bad_values(
+    iris: pd.DataFrame, tmp_path: Path, threaded_dask: None
+) -> None:
+    many = pd.concat([iris] * 10).assign(row_id=np.arange(1500))
+    many.to_csv(tmp_path / "many.csv", index=False)
+    output = tmp_path / "out"
+    result = batch_score(
+        "iris@champion",
+        str(tmp_path / "many.csv"),
+        str(output),
+        chunk_rows=200,
+        executor="dask",
+        id_column="row_id",
+        progress=False,
+    )
+    layout = json.loads((output / "_manifest.json").read_text())["layout"]
+    assert int(layout.removeprefix("csv-blocks:")) >= batch.MIN_BLOCKSIZE
+    sizes = [pq.read_metadata(p).num_rows for p in sorted(output.glob("part-*.parquet"))]
+    assert result.rows == sum(sizes) == 1500
+    assert len(sizes) == result.chunks_written > 3
+    assert all(100 <= size <= 400 for size in sizes), sizes  # about chunk_rows lines each
+    scored = _read(output)
+    assert list(scored.columns) == ["row_id", "prediction", "model_name", "model_version"]
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(), _expected(many))
+
+    broken = tmp_path / "broken.csv"
+    text = (tmp_path / "in.csv").read_text().splitlines()
+    text[-1] = "5.9,3.0,5.1,wide,149"
+    broken.write_text("\n".join(text) + "\n")
+    # Whichever partition fails first: the one holding "wide" cannot be parsed as the
+    # signature's double; the other parses but, as on the local executor, the column Arrow
+    # read as text is refused by the signature.
+    with pytest.raises(InvalidInput, match=r"partition 1 could not be read .*'wide'|must hold"):
+        batch_score(
+            "iris@champion",
+            str(broken),
+            str(tmp_path / "o2"),
+            executor="dask",
+            blocksize=1000,
+            progress=False,
+        )
+    with pytest.raises(InvalidInput, match="blocksize"):
+        batch_score("iris@champion", str(tmp_path / "in.csv"), str(tmp_path / "o3"), blocksize=10)

@@ -448,3 +448,141 @@ class AuditRow(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     user: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
     time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class DeploymentRow(Base):
+    """One applied revision of a deployment's configuration."""
+
+    __tablename__ = "deployments"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config_json: Mapped[str] = mapped_column(Text, nullable=False)
+    user: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    applied_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class DeploymentEventRow(Base):
+    """A decision taken for a deployment (applied, canary started, promoted, rolled back...)."""
+
+    __tablename__ = "deployment_events"
+    __table_args__ = (Index("ix_deployment_events_deployment_time", "deployment", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    variant: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    evidence_json: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class PredictionSegmentRow(Base):
+    """One Parquet segment of the prediction log: where it is and the time range it covers."""
+
+    __tablename__ = "prediction_segments"
+    __table_args__ = (Index("ix_prediction_segments_model_time", "model", "min_time", "max_time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    path: Mapped[str] = mapped_column(String(1024), nullable=False)
+    blob_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    min_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    max_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class PredictionRequestRow(Base):
+    """A logged request: which model version answered it, when, and the segment with its rows.
+
+    The same request id may be answered by several models or versions (shadow traffic); a
+    label of the request then applies to each of those answers.
+    """
+
+    __tablename__ = "prediction_requests"
+    __table_args__ = (Index("ix_prediction_requests_model_time", "model", "time"),)
+
+    request_id: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("prediction_segments.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+class PredictionLabelRow(Base):
+    """The ground truth of one predicted row; the latest label received wins."""
+
+    __tablename__ = "prediction_labels"
+
+    request_id: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_json: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    received_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class MonitorRow(Base):
+    """A saved monitor: which model it watches and its JSON spec (window, rules, ...)."""
+
+    __tablename__ = "monitors"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, index=True)
+    spec_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_update_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class MonitorRunRow(Base):
+    """One run of a monitor: its verdict and the whole result as JSON."""
+
+    __tablename__ = "monitor_runs"
+    __table_args__ = (
+        Index("ix_monitor_runs_monitor_time", "monitor", "time"),
+        Index("ix_monitor_runs_model_time", "model", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    monitor: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    result_json: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class MonitorReferenceRow(Base):
+    """Reference statistics (binned sketches and a bounded sample), computed once per key."""
+
+    __tablename__ = "monitor_references"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(1024), nullable=False)
+    features_json: Mapped[str] = mapped_column(Text, nullable=False)
+    sketch_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class MonitorAlertRow(Base):
+    """One incident of a monitor check: firing until a run sees the check recover."""
+
+    __tablename__ = "monitor_alerts"
+    __table_args__ = (Index("ix_monitor_alerts_monitor_state", "monitor", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    monitor: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    check_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    fired_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    resolved_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -1,0 +1,250 @@
+"""Serving bundles: built from the registry, verified, and served without a store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib.metadata import version as installed
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+import yaml
+from click.testing import Result
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
+
+import loopml as lm
+from conftest import free_port
+from loopml.cli.main import app
+from loopml.errors import InvalidInput
+from loopml.models.storage import read_manifest
+from loopml.serving import bundle
+from loopml.serving.bundle import build_bundle, load_model_folder, requirements_text
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def iris() -> pd.DataFrame:
+    """Register ``iris`` version 1 as ``iris@champion``; return its features."""
+    features, target = load_iris(return_X_y=True, as_frame=True)
+    with lm.start_run():
+        info = lm.log_model(
+            LogisticRegression(max_iter=300).fit(features, target),
+            "model",
+            input_example=features.head(),
+        )
+    lm.registry.register(info.uri, "iris")
+    lm.registry.set_alias("iris", "champion", 1, reason="first")
+    return features
+
+
+def _invoke(args: list[str]) -> Result:
+    return runner.invoke(app, args, env={"COLUMNS": "200"})
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
+
+
+def test_the_bundle_serves_the_pinned_version_without_a_store(
+    iris: pd.DataFrame, tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle"
+    result = _invoke(["build", "iris@champion", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["version"] == 1
+    expected = lm.models.load("iris@champion")
+    # The alias moves after the build: the bundle keeps serving the version it pinned.
+    lm.registry.register(lm.registry.resolve("iris@champion").source, "iris")
+    lm.registry.set_alias("iris", "champion", 2, reason="retrained")
+
+    empty_home = tmp_path / "empty-home"
+    empty_home.mkdir()
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LOOPML_HOME": str(empty_home)}
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "serve.py"], cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, "the bundle did not become ready"
+                try:
+                    if client.get("/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            rows = iris.sample(12, random_state=0)
+            response = client.post("/predict", json={"inputs": rows.to_dict(orient="records")})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert (body["model"], body["version"]) == ("iris", 1)
+            assert body["predictions"] == expected.predict(rows).tolist()
+            np.testing.assert_allclose(body["probabilities"], expected.predict_proba(rows))
+            assert client.get("/health").json() == {"status": "ok"}
+            bad = client.post("/predict", json={"inputs": [{"petal width (cm)": "wide"}]})
+            assert bad.status_code == 422
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+    assert list(empty_home.iterdir()) == []  # no store was opened or created
+
+
+def test_manifests_dockerfile_requirements_and_bundle_json(
+    iris: pd.DataFrame, tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle"
+    args = ["build", "iris@champion", str(out), "--port", "9090", "--replicas", "3"]
+    result = _invoke([*args, "--image", "registry.example.com/ml/iris:1"])
+    assert result.exit_code == 0, result.output
+    assert "built a bundle of iris/1 (sklearn)" in result.stdout
+
+    assert "&id" not in (out / "k8s" / "deployment.yaml").read_text()  # no YAML aliases
+    deployment = _yaml(out / "k8s" / "deployment.yaml")
+    service = _yaml(out / "k8s" / "service.yaml")
+    hpa = _yaml(out / "k8s" / "hpa.yaml")
+    assert (deployment["apiVersion"], deployment["kind"]) == ("apps/v1", "Deployment")
+    assert (service["apiVersion"], service["kind"]) == ("v1", "Service")
+    assert (hpa["apiVersion"], hpa["kind"]) == ("autoscaling/v2", "HorizontalPodAutoscaler")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 3
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/ml/iris:1"
+    assert [p["containerPort"] for p in container["ports"]] == [9090]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9090}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": 9090}
+    assert {"name": "PORT", "value": "9090"} in container["env"]
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    selector = spec["selector"]["matchLabels"]
+    assert selector.items() <= spec["template"]["metadata"]["labels"].items()
+    assert service["spec"]["selector"] == selector
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [9090]
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 15)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+
+    dockerfile = (out / "Dockerfile").read_text().splitlines()
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for line in [
+        f"FROM python:{python}-slim",
+        "RUN pip install -r requirements.txt",
+        "USER 10001",
+        "EXPOSE 9090",
+        'CMD ["python", "serve.py"]',
+    ]:
+        assert line in dockerfile
+    assert any(line.startswith("HEALTHCHECK") for line in dockerfile)
+    assert any("/health" in line for line in dockerfile)
+
+    pins = [
+        line
+        for line in (out / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith(("#", "--"))
+    ]
+    assert all("==" in line for line in pins)
+    assert f"loopml=={lm.__version__}" in pins
+    assert f"scikit-learn=={sklearn.__version__}" in pins
+    assert f"skops=={installed('skops')}" in pins
+
+    info = json.loads((out / "bundle.json").read_text())
+    assert (info["model"], info["version"], info["flavor"]) == ("iris", 1, "sklearn")
+    assert info["loopml"] == lm.__version__
+    assert info["built_time"] > 0
+    for name, sha in info["files"].items():
+        assert hashlib.sha256((out / "model" / name).read_bytes()).hexdigest() == sha
+    assert "model.skops" in info["files"]
+    assert not list(tmp_path.glob(".bundle.*"))  # the staging folder is gone
+
+
+def test_a_tampered_model_file_is_refused(iris: pd.DataFrame, tmp_path: Path) -> None:
+    version = lm.registry.resolve("iris@champion")
+    manifest = read_manifest(lm.get_service(), version.run_id, version.artifact_path)
+    # Artifacts are stored by content hash: find the blob of model.skops and change it.
+    sha = manifest["files"]["model.skops"]
+    stored = Path(os.environ["LOOPML_HOME"]) / "artifacts" / "blobs" / sha[:2] / sha[2:]
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    out = tmp_path / "bundle"
+    with pytest.raises(InvalidInput, match="model.skops .*changed since it was logged"):
+        build_bundle("iris@champion", out)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".bundle.*"))
+
+
+def test_existing_output_needs_force(iris: pd.DataFrame, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()
+    build_bundle("iris@champion", out)  # an empty folder is fine
+    (out / "stale.txt").write_text("old")
+    with pytest.raises(InvalidInput, match="not empty") as caught:
+        build_bundle("iris@champion", out, port=9000)
+    assert caught.value.field == "output"
+    assert (out / "stale.txt").exists()
+    result = build_bundle("iris@champion", out, port=9000, force=True)
+    assert not (out / "stale.txt").exists()
+    assert "k8s/hpa.yaml" in result.files
+    assert "EXPOSE 9000" in (out / "Dockerfile").read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_errors_exit_2_without_a_traceback(iris: pd.DataFrame, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    for args, message in [
+        (["build", "nosuch@champion", str(out)], "nosuch"),
+        (["build", "iris@nosuch", str(out)], "nosuch"),
+        (["build", "iris/7", str(out)], "7"),
+        (["build", "iris@champion", str(tmp_path / "full")], "--force"),
+        (["build", "iris@champion", str(out), "--image", "bad image"], "image"),
+        (["build", "iris@champion", str(out), "--max-replicas", "1"], "max_replicas"),
+    ]:
+        result = _invoke(args)
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_damaged_bundle_does_not_load(iris: pd.DataFrame, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    build_bundle("iris@champion", out)
+    model = load_model_folder(out / "model", "iris", 1)
+    assert model.registered == ("iris", 1)
+    (out / "model" / "model.skops").write_bytes(b"not a model")
+    with pytest.raises(InvalidInput, match="changed since the bundle was built"):
+        load_model_folder(out / "model", "iris", 1)
+
+
+def test_flavor_requirements() -> None:
+    torch = requirements_text("torch")
+    assert f"torch=={installed('torch')}" in torch.splitlines()
+    if "+" in installed("torch"):
+        local = installed("torch").split("+", 1)[1]
+        assert f"--extra-index-url https://download.pytorch.org/whl/{local}" in torch
+    assert "scikit-learn" not in torch
+    xgboost = requirements_text("xgboost").splitlines()
+    assert any(line.startswith(("xgboost==", "xgboost-cpu==")) for line in xgboost)
+    assert f"scikit-learn=={sklearn.__version__}" in xgboost
+    assert any(line.startswith("lightgbm==") for line in requirements_text("lightgbm").split())
+    assert bundle.BASE_PACKAGES[0] in requirements_text("python")
