@@ -1,4 +1,4 @@
-"""Model serving: a FastAPI app with micro-batching and Prometheus metrics, batch scoring.
+"""Model serving: online (deployments, micro-batching, metrics), batch and stream scoring, bundles.
 
 The web app is imported on first use, so batch scoring (``loopml.serving.batch``) does not
 load FastAPI.
@@ -16,6 +16,12 @@ _EXPORTS = {
     "build_request_model": "loopml.serving.app",
     "create_serving_app": "loopml.serving.app",
     "batch_score": "loopml.serving.batch",
+    "build_bundle": "loopml.serving.bundle",
+    "DeploymentConfig": "loopml.serving.deployment",
+    "load_deployment": "loopml.serving.deployment",
+    "parse_deployment": "loopml.serving.deployment",
+    "stream_score": "loopml.serving.stream",
+    "StreamStats": "loopml.serving.stream",
 }
 
 __all__ = sorted(_EXPORTS)

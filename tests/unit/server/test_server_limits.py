@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from conftest import free_port
+from conftest import serve_app
 from loopml.config import Settings
 from loopml.server.app import create_app
 
@@ -31,18 +28,8 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Cli
         max_upload_bytes=UPLOAD_LIMIT,
     )
     app.add_api_route("/boom", _boom, methods=["GET"])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with serve_app(app) as client:
         yield client
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

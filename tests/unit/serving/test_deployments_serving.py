@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import free_port
+from conftest import serve_app
 from loopml.models.storage import LoadedModel
 from loopml.serving import create_serving_app
 from loopml.serving.deployment import parse_deployment
@@ -63,24 +58,6 @@ class Opposite:
         out = np.zeros((len(frame), len(self.classes_)))
         out[:, -1] = 1.0
         return out
-
-
-@contextlib.contextmanager
-def _serve(app: FastAPI) -> Iterator[httpx.Client]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -137,7 +114,7 @@ def test_ab_split_is_sticky_and_names_the_variant(
         }
     )
     app = create_serving_app(config, loader=_loader(models), max_wait_ms=1)
-    with _serve(app) as client:
+    with serve_app(app) as client:
         seen: dict[str, str] = {}
         for _ in range(3):
             for user in range(30):
@@ -181,7 +158,7 @@ def test_alias_move_canary_is_rolled_back_on_errors(
     app = create_serving_app(
         config, loader=_loader(models), reload_interval=0.05, max_wait_ms=1, revision=4
     )
-    with _serve(app) as client:
+    with serve_app(app) as client:
         lm.registry.set_alias("iris", "champion", 2, reason="try v2")
         _until(lambda: client.get("/metadata").json()["canary"] is not None)
         statuses: dict[str, list[int]] = {"main": [], "canary": []}
@@ -245,7 +222,7 @@ def test_configured_canary_is_promoted_when_healthy(
     app = create_serving_app(
         config, loader=_loader(models), event_sink=events.append, max_wait_ms=1
     )
-    with _serve(app) as client:
+    with serve_app(app) as client:
         index = 0
         while not any(e.kind == "promoted" for e in events):
             response = client.post("/predict", json=_records(X, index % 150))
@@ -286,9 +263,9 @@ def test_shadows_never_change_the_response_and_may_fail(
         config, loader=_loader(models), on_prediction=records.append, max_wait_ms=1
     )
     rows = [0, 60, 120, 140]  # sepal lengths 5.1, 5.0, 7.2, 6.7: the flaky shadow fails on two
-    with _serve(plain) as client:
+    with serve_app(plain) as client:
         expected = [client.post("/predict", json=_records(X, i)).json() for i in rows]
-    with _serve(shadowed) as client:
+    with serve_app(shadowed) as client:
         answers = [client.post("/predict", json=_records(X, i)).json() for i in rows]
         _until(lambda: sum(r.role == "shadow" for r in records) == 2 * len(rows))
         text = client.get("/metrics").text
@@ -324,7 +301,7 @@ def test_a_failing_prediction_hook_does_not_fail_requests(
         raise RuntimeError("log is down")
 
     app = create_serving_app("iris@champion", loader=_loader(models), on_prediction=broken)
-    with _serve(app) as client:
+    with serve_app(app) as client:
         for i in range(3):
             response = client.post("/predict", json=_records(X, i))
             assert response.status_code == 200

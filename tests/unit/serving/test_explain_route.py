@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import free_port
+from conftest import serve_app
 from loopml.models.storage import LoadedModel
 from loopml.serving import create_serving_app
 
@@ -45,27 +40,11 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadedModel, pd.Data
     return model, X
 
 
-@contextlib.contextmanager
-def _serve(app: FastAPI) -> Iterator[httpx.Client]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield client
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def client(iris: tuple[LoadedModel, pd.DataFrame]) -> Iterator[httpx.Client]:
     model, _ = iris
     app = create_serving_app("iris@champion", loader=lambda spec: model, max_body_bytes=8192)
-    with _serve(app) as served:
+    with serve_app(app, timeout=30) as served:
         yield served
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import copy
 import json
 import threading
@@ -14,13 +13,11 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import free_port
+from conftest import serve_app
 from loopml.models.storage import LoadedModel
 from loopml.serving import build_request_model, create_serving_app
 
@@ -46,22 +43,6 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadedModel, pd.Data
     return model, X
 
 
-@contextlib.contextmanager
-def _serve(app: FastAPI) -> Iterator[httpx.Client]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        yield client
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def client(iris: tuple[LoadedModel, pd.DataFrame]) -> Iterator[httpx.Client]:
     model, _ = iris
@@ -72,7 +53,7 @@ def client(iris: tuple[LoadedModel, pd.DataFrame]) -> Iterator[httpx.Client]:
         max_body_bytes=BODY_LIMIT,
         loader=lambda spec: model,
     )
-    with _serve(app) as served:
+    with serve_app(app) as served:
         yield served
 
 
@@ -232,7 +213,7 @@ def test_default_loader_serves_a_registered_model(isolated_home: Path) -> None:
         )
     lm.registry.register(info.uri, "flowers")
     lm.registry.set_alias("flowers", "champion", 1, reason="first")
-    with _serve(create_serving_app("flowers@champion")) as client:
+    with serve_app(create_serving_app("flowers@champion")) as client:
         assert client.get("/ready").status_code == 200
         records = X.head(1).to_dict(orient="records")
         body = client.post("/predict", json={"inputs": records}).json()
@@ -262,7 +243,7 @@ def test_hot_swap_under_load_has_no_failures(
         resolver=resolver,
         reload_interval=0.05,
     )
-    with _serve(app) as client:
+    with serve_app(app) as client:
         stop = time.monotonic() + 1.5
         versions: list[int] = []
         failures: list[str] = []
