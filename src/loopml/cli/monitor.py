@@ -92,6 +92,13 @@ def _show_result(result: MonitorResult) -> None:
         ("window", f"{described}: {result.rows} rows, {result.labelled_rows} labelled"),
         ("drift share", format_value(result.drift_share)),
     ]
+    for label, drift in (
+        ("prediction drift", result.prediction_drift),
+        ("target drift", result.target_drift),
+    ):
+        if drift and drift.get("method"):
+            verdict = "drifted" if drift["drifted"] else "ok"
+            pairs.append((label, f"{drift['method']} {format_value(drift['score'])} ({verdict})"))
     if result.missing:
         pairs.append(("missing", ", ".join(result.missing)))
     pairs += [(f"not tested: {name}", why) for name, why in result.skipped.items()]

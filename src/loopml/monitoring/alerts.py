@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -130,7 +130,6 @@ class Notifier:
     backoff: float = 0.5
     timeout: float = 5.0
     fire_event: EventSink | None = None
-    sent: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def announce(self, transition: AlertTransition, webhooks: Sequence[str]) -> None:
         """Log, post and record one transition; failures are logged, never raised."""
@@ -165,7 +164,6 @@ class Notifier:
                     event_kind(transition.check),
                     exc,
                 )
-        self.sent.append(payload)
 
 
 @dataclass(frozen=True)

@@ -222,14 +222,11 @@ class MonitorService:
             field="reference",
         )
 
-    def _reference_sketch(
-        self, spec: str, columns: list[str]
-    ) -> tuple[DatasetVersion, ReferenceSketch]:
-        version = self.datasets.resolve(spec)
+    def _reference_sketch(self, version: DatasetVersion, columns: list[str]) -> ReferenceSketch:
         key = sketch_key(version.uri, version.digest, columns)
         stored = self.store.get_reference_sketch(key)
         if stored is not None:
-            return version, ReferenceSketch.from_dict(stored)
+            return ReferenceSketch.from_dict(stored)
         known = {c.name for c in version.columns}
         present = [c for c in columns if c in known]
         frame = (
@@ -240,7 +237,7 @@ class MonitorService:
         assert isinstance(frame, pd.DataFrame)
         sketch = build_sketch(frame, columns, reference=version.uri)
         self.store.put_reference_sketch(key, version.uri, columns, sketch.to_dict())
-        return version, sketch
+        return sketch
 
     def _prediction_sketch(
         self,
@@ -397,7 +394,7 @@ class MonitorService:
         dataset = self.datasets.resolve(reference)
         features = self._features(spec, version, dataset, target)
         columns = list(dict.fromkeys([*features, *([target] if target else [])]))
-        dataset, sketch = self._reference_sketch(reference, columns)
+        sketch = self._reference_sketch(dataset, columns)
         result.reference = dataset.uri
         task = self._task(spec, version, frame)
         result.task = task

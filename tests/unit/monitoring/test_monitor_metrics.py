@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import httpx
-import pytest
 import uvicorn
 import yaml
 from monitor_helpers import MODEL, FakeSource, clock, features_frame, register_model, window
@@ -164,8 +163,14 @@ def test_every_dashboard_expression_uses_exported_metrics() -> None:
         assert used, expression
         assert used <= exported, (expression, used - exported)
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("drift share", "per-feature drift", "quality", "latency", "prediction rate",
-                  "queue"):
+    for topic in (
+        "drift share",
+        "per-feature drift",
+        "quality",
+        "latency",
+        "prediction rate",
+        "queue",
+    ):
         assert topic in titles, topic
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from monitor_helpers import NOW, MODEL, FakeSource, clock, features_frame, register_model, window
+from monitor_helpers import MODEL, NOW, FakeSource, clock, features_frame, register_model, window
 
 import loopml as lm
 from loopml.config import load_settings
@@ -92,11 +92,18 @@ def test_report_parses_and_holds_every_plot(tmp_path: Path) -> None:
     drift = next(f for f in figures if f["id"] == "drift-history")
     assert drift["data"][0]["y"] == [0.0, pytest.approx(1 / 3)]
     assert not list(tmp_path.joinpath("out").glob(".report.html.*"))  # no temporary file left
+    written = lm.monitoring.report(MODEL, tmp_path / "fluent.html")  # the SDK entry point
+    assert written.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
 def test_report_escapes_names_and_handles_a_monitor_that_never_ran() -> None:
-    status = {"monitor": "m", "model": "<script>alert(1)</script>", "verdict": "never_run",
-              "last_run": None, "firing": []}
+    status = {
+        "monitor": "m",
+        "model": "<script>alert(1)</script>",
+        "verdict": "never_run",
+        "last_run": None,
+        "firing": [],
+    }
     text = render_report(status, [])
     assert "<script>alert(1)</script>" not in text
     assert "has not run yet" in text
@@ -108,9 +115,7 @@ def test_feature_names_cannot_break_out_of_the_script() -> None:
     lm.datasets.register("odd", data)
     traffic = window(features_frame(300, 2)).assign(**{"</script><b>x": data.iloc[:, 0] + 50})
     service = _service()
-    service.run(
-        Monitor(MODEL, reference="odd@v1", task="regression"), source=FakeSource([traffic])
-    )
+    service.run(Monitor(MODEL, reference="odd@v1", task="regression"), source=FakeSource([traffic]))
     text = service.render_report(MODEL)
     assert text.count("</script>") == 2  # the two script elements' own end tags
     _parse(text)

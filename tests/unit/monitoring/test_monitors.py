@@ -257,8 +257,9 @@ def test_through_the_real_prediction_log() -> None:
                 )
             )
         assert logger.flush(timeout=20)
-    lm.monitoring.log_labels(pd.DataFrame({"request_id": ["req-0"] * 3, "row": [0, 1, 2],
-                                           "label": [1, 1, 1]}))
+    lm.monitoring.log_labels(
+        pd.DataFrame({"request_id": ["req-0"] * 3, "row": [0, 1, 2], "label": [1, 1, 1]})
+    )
     result = MonitorService(
         SqlMonitorStore(load_settings().resolved_store_uri),
         notifier=Notifier(fire_event=lambda kind, payload: None),
