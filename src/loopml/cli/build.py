@@ -41,6 +41,15 @@ def build(
     force: Annotated[
         bool, typer.Option("--force", help="Replace OUTDIR when it is not empty.")
     ] = False,
+    loopml_wheel: Annotated[
+        str | None,
+        typer.Option(
+            "--loopml-wheel",
+            metavar="PATH",
+            help="A loopml wheel to bundle. By default the installed release is pinned, or a "
+            "wheel is built when loopml was installed from a source folder.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a serving bundle of MODEL to OUTDIR: model files, Dockerfile, k8s manifests."""
@@ -54,6 +63,7 @@ def build(
         max_replicas=max_replicas,
         image=image,
         force=force,
+        loopml_wheel=loopml_wheel,
     )
     if as_json:
         print_json(result.to_dict())
@@ -61,5 +71,8 @@ def build(
     print_success(
         f"built a bundle of {result.model}/{result.version} ({result.flavor}) in {result.path}"
     )
-    render_pairs([("image", result.image), ("files", ", ".join(result.files))])
+    pairs = [("image", result.image)]
+    if result.loopml is not None:
+        pairs.append(("loopml", result.loopml.describe()))
+    render_pairs([*pairs, ("files", ", ".join(result.files))])
     print_note(f"next: docker build -t {result.image} {result.path}")

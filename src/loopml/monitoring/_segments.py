@@ -106,7 +106,13 @@ def _input_columns(inputs: Any, rows: int) -> dict[str, list[Any]]:
     if hasattr(inputs, "to_dict") and hasattr(inputs, "columns"):
         if len(inputs) != rows:
             raise InvalidInput(f"{len(inputs)} input rows for {rows} predictions", field="inputs")
-        return {f"{INPUT_PREFIX}{name}": inputs[name].tolist() for name in inputs.columns}
+        # One conversion of the whole frame: indexing it column by column costs ~35 us per
+        # column in pandas, which the writer would pay for every column of every request.
+        values = inputs.to_numpy(dtype=object).T.tolist()
+        return {
+            f"{INPUT_PREFIX}{name}": column
+            for name, column in zip(inputs.columns, values, strict=True)
+        }
     records = list(inputs)
     if len(records) != rows:
         raise InvalidInput(f"{len(records)} input rows for {rows} predictions", field="inputs")

@@ -362,6 +362,20 @@ class PredictionLogger:
         with self._lock:
             self._written += table.num_rows
 
+    def prepare(self) -> None:
+        """Open the stores and encode a throw-away segment, before the first real write.
+
+        The first write otherwise pays for opening the metadata store and for Parquet's
+        and zstd's first use; a server calls this before it reports ready so that cost
+        never lands in the middle of traffic.
+        """
+        self._open_stores()
+        warm = PredictionRecord(
+            request_id="warm-up", model="warm-up", version=0, inputs=[{"x": 0.0}], predictions=[0]
+        )
+        table, _, _ = build_segment_table([warm])
+        pq.write_table(table, pa.BufferOutputStream(), compression="zstd")
+
     def _open_stores(self) -> PredictionLogStores:
         if self._stores is None:
             self._stores = open_stores(self._settings)

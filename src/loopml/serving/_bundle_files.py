@@ -97,7 +97,7 @@ def installed_origin() -> Path | None:
 
 
 def _direct_url() -> dict[str, Any] | None:
-    """loopml's ``direct_url.json`` (PEP 610), or None."""
+    """The ``direct_url.json`` (PEP 610) of the installed loopml, or None."""
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:

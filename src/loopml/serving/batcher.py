@@ -61,6 +61,11 @@ class MicroBatcher:
         Requests that may wait at once; beyond it :meth:`submit` raises :class:`Overloaded`.
     on_batch : callable, optional
         Called with the number of rows of every batch run (for metrics).
+    arriving : callable, optional
+        The number of requests received but not yet submitted (their bodies still being
+        read). When given, a batch waits for company only while that is above zero, so a
+        lone request is predicted at once; requests that come while a batch is predicting
+        still share the next one. Without it, every batch waits up to ``max_wait_ms``.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         max_queue: int = 1024,
         on_batch: Callable[[int], None] | None = None,
+        arriving: Callable[[], int] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -81,6 +87,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.arriving = arriving
         self._queue: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -127,6 +134,10 @@ class MicroBatcher:
         self._wakeup.set()
         return await future
 
+    def _company_expected(self) -> bool:
+        # Waiting only pays when another request is on its way; a lone request goes at once.
+        return self.arriving is None or self.arriving() > 0
+
     def _queued_rows(self) -> int:
         return sum(len(p.frame) for p in self._queue)
 
@@ -138,7 +149,7 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = loop.time() + self.max_wait
-            while self._queued_rows() < self.max_batch_size:
+            while self._queued_rows() < self.max_batch_size and self._company_expected():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break

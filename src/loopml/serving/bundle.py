@@ -6,11 +6,15 @@ then writes a folder that needs neither the metadata store nor the registry:
 - ``model/``: the model's files, each checked against the sha256 its manifest recorded;
 - ``requirements.txt``: loopml and the libraries the model's flavor needs, pinned to the
   versions installed at build time;
+- ``wheels/``: a wheel of loopml, when loopml was installed from a source folder or a local
+  file rather than a package index (or the wheel given with ``loopml_wheel``);
+  ``requirements.txt`` then names that file instead of ``loopml==<version>``;
 - ``serve.py``: serves ``model/`` with the regular serving app on ``$HOST:$PORT``;
 - ``Dockerfile``: a slim Python image running ``serve.py`` as a non-root user;
 - ``k8s/``: a Deployment (readiness on ``/ready``, liveness on ``/health``), a Service and a
   CPU-based HorizontalPodAutoscaler;
-- ``bundle.json``: what was bundled (model, version, flavor, sha256s, loopml version, time).
+- ``bundle.json``: what was bundled (model, version, flavor, sha256s, loopml version and how
+  it is installed, time).
 
 The bundle is assembled in a temporary folder beside the output and renamed into place, so a
 failed build never leaves a half-written bundle.
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput
+from loopml.serving._bundle_files import WHEELS_DIR, LoopmlInstall, check_wheel, provide_loopml
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -103,6 +108,8 @@ class BundleResult:
         The image name the Kubernetes manifests use.
     files : tuple of str
         Every file of the bundle, relative to ``path``.
+    loopml : LoopmlInstall, optional
+        How the bundle installs loopml: a pinned release or a wheel under ``wheels/``.
     """
 
     path: str
@@ -111,6 +118,7 @@ class BundleResult:
     flavor: str
     image: str
     files: tuple[str, ...]
+    loopml: LoopmlInstall | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict."""
@@ -121,6 +129,7 @@ class BundleResult:
             "flavor": self.flavor,
             "image": self.image,
             "files": list(self.files),
+            "loopml": self.loopml.to_dict() if self.loopml is not None else None,
         }
 
 
@@ -133,6 +142,7 @@ def build_bundle(
     max_replicas: int | None = None,
     image: str | None = None,
     force: bool = False,
+    loopml_wheel: str | Path | None = None,
 ) -> BundleResult:
     """Write a self-contained serving bundle of a registered model version.
 
@@ -153,6 +163,10 @@ def build_bundle(
         The image name in the manifests; ``<model>:<version>`` by default.
     force : bool, default False
         Replace an existing, non-empty ``output``.
+    loopml_wheel : str or Path, optional
+        A loopml wheel to bundle under ``wheels/``. Without it, a wheel is built (with
+        ``pip wheel``) when loopml was installed from a source folder or a local file, and
+        ``loopml==<version>`` is pinned when it was installed from a package index.
 
     Returns
     -------
@@ -162,8 +176,9 @@ def build_bundle(
     Raises
     ------
     InvalidInput
-        For a bad spec, port, replica count or image name, a non-empty output without
-        ``force``, or a model file whose sha256 differs from the one its manifest recorded.
+        For a bad spec, port, replica count, image name or loopml wheel, a non-empty output
+        without ``force``, a model file whose sha256 differs from the one its manifest
+        recorded, or when building the loopml wheel fails.
     NotFound
         When the model, version or alias does not exist.
     """
@@ -171,6 +186,8 @@ def build_bundle(
     if target.parent == target:
         raise InvalidInput(f"{output} cannot be a bundle folder", field="output")
     _check_options(spec, port, replicas, max_replicas, image)
+    if loopml_wheel is not None:
+        check_wheel(loopml_wheel)  # before the registry, so a typo fails fast
     _check_output(target, force)
     from loopml.registry import get_service
 
@@ -186,6 +203,7 @@ def build_bundle(
         flavor = str(manifest["flavor"])
         # Loading it here means a bundle that builds is a bundle that starts.
         load_model_folder(staging / MODEL_DIR, version.name, version.version)
+        loopml = provide_loopml(staging, loopml_wheel)
         info = {
             "format": BUNDLE_FORMAT,
             "model": version.name,
@@ -195,16 +213,21 @@ def build_bundle(
             "flavor": flavor,
             "files": manifest["files"],
             "signature": manifest.get("signature"),
-            "loopml": _installed_version("loopml"),
+            "loopml": loopml.version,
+            "loopml_install": loopml.to_dict(),
             "python": platform.python_version(),
             "image": image_name,
             "port": port,
             "built_time": int(time.time() * 1000),
         }
         (staging / BUNDLE_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        (staging / "requirements.txt").write_text(requirements_text(flavor, version))
+        (staging / "requirements.txt").write_text(
+            requirements_text(flavor, version, loopml=loopml.requirement)
+        )
         (staging / "serve.py").write_text(SERVE_PY)
-        (staging / "Dockerfile").write_text(dockerfile_text(version, flavor, port))
+        (staging / "Dockerfile").write_text(
+            dockerfile_text(version, flavor, port, wheels=loopml.wheel is not None)
+        )
         _write_manifests(
             staging / "k8s",
             name,
@@ -220,7 +243,9 @@ def build_bundle(
         _publish(staging, target, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return BundleResult(str(Path(output)), version.name, version.version, flavor, image_name, files)
+    return BundleResult(
+        str(Path(output)), version.name, version.version, flavor, image_name, files, loopml
+    )
 
 
 def _check_options(
@@ -339,7 +364,9 @@ def _distribution(module: str) -> str:
     return names[0] if names else _DISTRIBUTIONS.get(module, module)
 
 
-def requirements_text(flavor: str, version: ModelVersion | None = None) -> str:
+def requirements_text(
+    flavor: str, version: ModelVersion | None = None, *, loopml: str | None = None
+) -> str:
     """The pinned ``requirements.txt`` of a bundle serving a model of ``flavor``.
 
     Parameters
@@ -348,6 +375,9 @@ def requirements_text(flavor: str, version: ModelVersion | None = None) -> str:
         The model's flavor; its libraries are pinned next to loopml and the serving stack.
     version : ModelVersion, optional
         Named in the header comment.
+    loopml : str, optional
+        The line installing loopml, such as ``./wheels/loopml-0.4.1-py3-none-any.whl``;
+        the installed version is pinned by default.
 
     Returns
     -------
@@ -355,24 +385,29 @@ def requirements_text(flavor: str, version: ModelVersion | None = None) -> str:
         One ``name==version`` line per installed library (a library that is not installed is
         left to pip), plus the PyTorch package index for a local build such as ``+cpu``.
     """
-    modules = ("loopml", *BASE_PACKAGES, "prometheus_client", *FLAVOR_PACKAGES.get(flavor, ()))
+    modules = (*BASE_PACKAGES, "prometheus_client", *FLAVOR_PACKAGES.get(flavor, ()))
     pins: dict[str, str] = {}
     for module in modules:
-        name = "loopml" if module == "loopml" else _distribution(module)
+        name = _distribution(module)
         installed = _installed_version(name)
         if installed is not None:
             pins.setdefault(name, installed)
+    if loopml is None:
+        release = _installed_version("loopml")
+        loopml = f"loopml=={release}" if release is not None else None
     what = f"{version.name}/{version.version} " if version is not None else ""
     lines = [f"# Written by loopml build for {what}({flavor}): the versions installed then."]
     torch = pins.get("torch", "")
     if "+" in torch:
         # Local builds (2.3.0+cpu) live only on PyTorch's own index.
         lines.append(f"--extra-index-url https://download.pytorch.org/whl/{torch.split('+', 1)[1]}")
+    if loopml is not None:
+        lines.append(loopml)
     lines += [f"{name}=={pinned}" for name, pinned in pins.items()]
     return "\n".join(lines) + "\n"
 
 
-def dockerfile_text(version: ModelVersion, flavor: str, port: int) -> str:
+def dockerfile_text(version: ModelVersion, flavor: str, port: int, *, wheels: bool = False) -> str:
     """The bundle's Dockerfile: a slim image running ``serve.py`` as a non-root user.
 
     Parameters
@@ -383,6 +418,9 @@ def dockerfile_text(version: ModelVersion, flavor: str, port: int) -> str:
         The model's flavor (named in a comment).
     port : int
         Exposed, and the default of ``$PORT``.
+    wheels : bool, default False
+        Copy ``wheels/`` into the image before installing, for ``requirements.txt`` to
+        install loopml from it.
 
     Returns
     -------
@@ -407,6 +445,7 @@ def dockerfile_text(version: ModelVersion, flavor: str, port: int) -> str:
             f"    PORT={port}",
             "WORKDIR /app",
             "",
+            *([f"COPY {WHEELS_DIR}/ {WHEELS_DIR}/"] if wheels else []),
             "COPY requirements.txt .",
             "RUN pip install -r requirements.txt",
             f"RUN useradd --system --uid {CONTAINER_UID} --no-create-home loopml",
