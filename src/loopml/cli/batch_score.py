@@ -40,6 +40,22 @@ def batch_score(
     proba: Annotated[
         bool, typer.Option("--proba", help="Add proba_<class> columns for classifiers.")
     ] = False,
+    log_predictions: Annotated[
+        bool,
+        typer.Option(
+            "--log-predictions/--no-log-predictions",
+            help="Log a sample of the scored rows to the prediction log, for monitoring.",
+        ),
+    ] = True,
+    log_sample_rate: Annotated[
+        float,
+        typer.Option(
+            "--log-sample-rate",
+            min=0.0,
+            max=1.0,
+            help="Fraction of the rows logged (OUTPUT holds them all), in runs of 100 rows.",
+        ),
+    ] = 0.05,
     as_json: JsonOption = False,
 ) -> None:
     """Score INPUT with a model into OUTPUT; re-running resumes after the last written chunk."""
@@ -54,6 +70,8 @@ def batch_score(
         id_column=id_column,
         proba=proba,
         progress=not as_json,
+        log_predictions=log_predictions,
+        log_sample_rate=log_sample_rate,
     )
     if as_json:
         print_json(result.to_dict())
@@ -64,5 +82,6 @@ def batch_score(
         [
             ("chunks written", str(result.chunks_written)),
             ("chunks skipped", str(result.chunks_skipped)),
+            ("rows logged", str(result.rows_logged) if log_predictions else "off"),
         ]
     )

@@ -68,6 +68,19 @@ def stream_score(
             help="Claim messages pending this long for another consumer of the group.",
         ),
     ] = 60_000,
+    log_predictions: Annotated[
+        bool,
+        typer.Option(
+            "--log-predictions/--no-log-predictions",
+            help="Log each scored message to the prediction log, for monitoring.",
+        ),
+    ] = True,
+    log_sample_rate: Annotated[
+        float,
+        typer.Option(
+            "--log-sample-rate", min=0.0, max=1.0, help="Fraction of the messages logged."
+        ),
+    ] = 1.0,
     as_json: JsonOption = False,
 ) -> None:
     """Score the messages of a Redis stream into another stream until Ctrl-C or SIGTERM.
@@ -90,6 +103,8 @@ def stream_score(
             max_messages=max_messages,
             stop_event=stop,
             on_batch=counter.update,
+            log_predictions=log_predictions,
+            log_sample_rate=log_sample_rate,
         )
     if as_json:
         print_json(stats.to_dict())

@@ -10,6 +10,12 @@ On the dask executor a CSV file is cut instead into byte blocks (``dask.datafram
 partitions, each split at a line end): partition ``i`` is always the same lines of the same
 file and becomes ``part-<i>.parquet``. The manifest records that layout, so such a job is
 resumed on dask with the same block size, and never mixed with a job cut into rows.
+
+With ``log_predictions`` a sample of the scored rows also goes to the prediction log, as
+requests of 100 rows named ``batch:<job id>:<chunk>:<row offset>`` (see ``_batch_log``). The
+job id is kept in the manifest and only chunks scored by this call are logged, after their
+part file is recorded, so a resumed job logs no row twice. Dask workers only pick the sampled
+rows; this process logs them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from loopml.errors import InvalidInput, LoopmlError
+from loopml.serving._batch_log import ChunkLog, LogSpec, Scored, samples
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -61,6 +68,8 @@ class BatchScoreResult:
         The registered model name, or the model URI when it is not registered.
     version : int or None
         The registered version scored with, ``None`` for a ``runs:/`` model.
+    rows_logged : int
+        Rows this call wrote to the prediction log (0 unless ``log_predictions``).
     """
 
     rows: int
@@ -69,6 +78,7 @@ class BatchScoreResult:
     output: str
     model: str
     version: int | None
+    rows_logged: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict."""
@@ -79,6 +89,7 @@ class BatchScoreResult:
             "output": self.output,
             "model": self.model,
             "version": self.version,
+            "rows_logged": self.rows_logged,
         }
 
 
@@ -93,6 +104,8 @@ def batch_score(
     proba: bool = False,
     progress: bool = True,
     blocksize: int | None = None,
+    log_predictions: bool = False,
+    log_sample_rate: float = 0.05,
 ) -> BatchScoreResult:
     """Score a Parquet or CSV file with a model into a folder of Parquet part files.
 
@@ -125,6 +138,13 @@ def batch_score(
         Bytes per partition of a CSV file on the dask executor; by default about
         ``chunk_rows`` lines (measured on the file's first MiB), at least 4 KiB. A gzipped
         CSV file is one partition.
+    log_predictions : bool, default False
+        Also log the scored rows to the prediction log (variant ``"batch"``), for monitoring
+        as :func:`loopml.monitoring.predictions` reads it. Rows of chunks skipped on resume
+        are not logged again.
+    log_sample_rate : float, default 0.05
+        Fraction of the rows logged, in requests of 100 rows chosen by a hash of their
+        request id (the output file already holds every row).
 
     Returns
     -------
@@ -134,10 +154,10 @@ def batch_score(
     Raises
     ------
     InvalidInput
-        For a bad chunk size, block size or executor, an unreadable input (or, on dask, a CSV
-        value that does not parse as its column's type), an input lacking a column the
-        model's signature or ``id_column`` needs, or an output folder holding a job of another
-        model version, input, chunk size or layout.
+        For a bad chunk size, block size, sample rate or executor, an unreadable input (or,
+        on dask, a CSV value that does not parse as its column's type), an input lacking a
+        column the model's signature or ``id_column`` needs, or an output folder holding a
+        job of another model version, input, chunk size or layout.
     NotFound
         When the model does not exist.
     """
@@ -157,6 +177,11 @@ def batch_score(
         raise InvalidInput(
             "blocksize is a positive number of bytes, for CSV inputs on the dask executor",
             field="blocksize",
+        )
+    if not 0.0 <= log_sample_rate <= 1.0:
+        raise InvalidInput(
+            f"log_sample_rate must be between 0 and 1, got {log_sample_rate}",
+            field="log_sample_rate",
         )
     import fsspec.core
 
@@ -183,19 +208,27 @@ def batch_score(
         "layout": _csv_layout(blocksize) if csv_on_dask else ROWS_LAYOUT,
     }
     manifest = _open_manifest(fs, root, identity, spec)
+    # Manifests written before jobs had ids get one now; it is stored with the next chunk.
+    manifest.setdefault("job_id", uuid.uuid4().hex[:12])
     done = set(manifest["completed_chunks"]) | _existing_parts(fs, root)
     with_proba = proba and hasattr(model.model, "predict_proba")
-    job = _Job(name, version, id_column, with_proba)
-    if executor == "dask":
-        getattr(reader.batches, "close", lambda: None)()  # the workers read the file
-        plan = _DaskPlan(source, reader.schema, blocksize if csv_on_dask else None)
-        rows, written, skipped = _run_dask(model, plan, fs, root, manifest, done, job, progress)
-    else:
-        rows, written, skipped = _run_local(model, reader, fs, root, manifest, done, job, progress)
+    log_spec = LogSpec(str(manifest["job_id"]), name, version, float(log_sample_rate))
+    job = _Job(name, version, id_column, with_proba, log_spec if log_predictions else None)
+    log = ChunkLog(log_spec) if log_predictions else None
+    try:
+        if executor == "dask":
+            getattr(reader.batches, "close", lambda: None)()  # the workers read the file
+            plan = _DaskPlan(source, reader.schema, blocksize if csv_on_dask else None)
+            counts = _run_dask(model, plan, fs, root, manifest, done, job, progress, log)
+        else:
+            counts = _run_local(model, reader, fs, root, manifest, done, job, progress, log)
+    finally:
+        logged = log.close() if log is not None else 0
+    rows, written, skipped = counts
     manifest["finished"] = True
     manifest["chunks"] = written + skipped
     _write_json(fs, f"{root}/{MANIFEST}", manifest)
-    return BatchScoreResult(rows, written, skipped, output, name, version)
+    return BatchScoreResult(rows, written, skipped, output, name, version, logged)
 
 
 @dataclass(frozen=True)
@@ -206,6 +239,7 @@ class _Job:
     version: int | None
     id_column: str | None
     with_proba: bool
+    log: LogSpec | None = None  # None: nothing is logged
 
 
 def _record(fs: AbstractFileSystem, root: str, manifest: dict[str, Any], index: int) -> None:
@@ -224,6 +258,7 @@ def _run_local(
     done: set[int],
     job: _Job,
     progress: bool,
+    log: ChunkLog | None,
 ) -> tuple[int, int, int]:
     """Stream the chunks through the model in this process."""
     rows = written = skipped = 0
@@ -232,8 +267,12 @@ def _run_local(
             if index in done:
                 skipped += 1
             else:
-                _write_part(fs, root, index, _score(model, chunk, job))
+                found = _score_and_write(model, chunk, fs, root, index, job)[2]
+                # Logged only once recorded: a chunk scored again after a crash is one that
+                # was never logged.
                 _record(fs, root, manifest, index)
+                if log is not None:
+                    log.add(found)
                 rows += chunk.num_rows
                 written += 1
             advance()
@@ -266,6 +305,7 @@ def _run_dask(
     done: set[int],
     job: _Job,
     progress: bool,
+    log: ChunkLog | None,
 ) -> tuple[int, int, int]:
     """Score the chunks of a Parquet file, or the partitions of a CSV file, on local dask."""
     try:
@@ -310,18 +350,20 @@ def _run_dask(
                 ]
             indices = dict(zip(futures, todo, strict=True))
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
-                index, count = _result(future, indices[future], plan)
+                index, count, found = _result(future, indices[future], plan)
                 _record(fs, root, manifest, index)
+                if log is not None:
+                    log.add(found)
                 rows += count
                 written += 1
                 advance()
     return rows, written, skipped
 
 
-def _result(future: Any, index: int, plan: _DaskPlan) -> tuple[int, int]:
-    """A task's ``(index, rows)``; a CSV block pandas cannot parse is an InvalidInput."""
+def _result(future: Any, index: int, plan: _DaskPlan) -> Scored:
+    """A task's ``(index, rows, samples)``; a CSV block pandas cannot parse is an InvalidInput."""
     try:
-        result: tuple[int, int] = future.result()
+        result: Scored = future.result()
     except LoopmlError:
         raise
     except (ValueError, TypeError) as exc:
@@ -354,7 +396,7 @@ def _score_range(
     start: int,
     stop: int,
     job: _Job,
-) -> tuple[int, int]:
+) -> Scored:
     """Read rows ``start:stop`` of a Parquet file (only their row groups), score, write."""
     import fsspec
     import pyarrow.parquet as pq
@@ -375,8 +417,16 @@ def _score_range(
             offset += count
         table = parquet.read_row_groups(groups).slice(start - first, stop - start)
     chunk = pa.Table.from_batches([conform(b, schema) for b in table.to_batches()], schema=schema)
-    _write_part(fs, root, index, _score(model, chunk, job))
-    return index, chunk.num_rows
+    return _score_and_write(model, chunk, fs, root, index, job)
+
+
+def _score_and_write(
+    model: LoadedModel, chunk: pa.Table, fs: AbstractFileSystem, root: str, index: int, job: _Job
+) -> Scored:
+    started = time.perf_counter()
+    scored = _score(model, chunk, job)
+    _write_part(fs, root, index, scored)
+    return index, chunk.num_rows, samples(chunk, scored, job.log, job.with_proba, index, started)
 
 
 # -- CSV on dask ----------------------------------------------------------------------------
@@ -485,12 +535,12 @@ def _score_partition(
     index: int,
     job: _Job,
     source: str,
-) -> tuple[int, int]:
+) -> Scored:
     """Cast one parsed CSV partition to the job's schema, score it and write its part."""
     from loopml.data._canonical import conform
 
     if not len(frame):
-        return index, 0  # a block smaller than a line; nothing to write
+        return index, 0, []  # a block smaller than a line; nothing to write
     table = pa.Table.from_pandas(frame, preserve_index=False).select(schema.names)
     try:
         batches = [conform(batch, schema) for batch in table.to_batches()]
@@ -500,8 +550,7 @@ def _score_partition(
             field="data",
         ) from exc
     chunk = pa.Table.from_batches(batches, schema=schema)
-    _write_part(fs, root, index, _score(model, chunk, job))
-    return index, chunk.num_rows
+    return _score_and_write(model, chunk, fs, root, index, job)
 
 
 def _check_columns(model: LoadedModel, schema: pa.Schema, id_column: str | None) -> None:

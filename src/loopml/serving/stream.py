@@ -14,6 +14,10 @@ messages. Each scorer therefore holds a lease on its name (a key with a time to 
 by every transaction) and each transaction first checks, under ``WATCH``, that the lease is
 still its own. Claims from other consumers only take messages idle for longer than the lease,
 so a scorer that stalled past its lease has lost it and writes nothing when it wakes up.
+
+With ``log_predictions`` each scored message is also logged to the prediction log (variant
+``"stream"``, request id the source message id), once its transaction has succeeded: a
+message scored again after a crash was never logged, and dead letters are not logged.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from loopml.errors import Conflict, InvalidInput, StoreUnavailable
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     import redis
 
     from loopml.models.storage import LoadedModel
+    from loopml.monitoring.predictions import PredictionLogger
 
 logger = logging.getLogger("loopml.serving")
 
@@ -50,6 +55,8 @@ DEFAULT_CLAIM_IDLE_MS = 60_000
 MIN_LEASE_MS = 10_000
 #: Transactions retried when another writer touched the sink stream between WATCH and EXEC.
 MAX_COMMIT_ATTEMPTS = 100
+#: The variant logged stream predictions carry.
+VARIANT = "stream"
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,8 @@ def stream_score(
     max_messages: int | None = None,
     stop_event: threading.Event | None = None,
     on_batch: Callable[[StreamStats], None] | None = None,
+    log_predictions: bool = False,
+    log_sample_rate: float = 1.0,
 ) -> StreamStats:
     """Score the messages of a Redis stream into another stream, each exactly once.
 
@@ -161,6 +170,12 @@ def stream_score(
         Stop once it is set, after committing the batch in hand.
     on_batch : callable, optional
         Called with the statistics after every committed batch.
+    log_predictions : bool, default False
+        Also log each scored message to the prediction log (variant ``"stream"``, request
+        id the source message id), for monitoring, once its batch is committed. Dead
+        letters are not logged. The log is flushed when the scorer stops.
+    log_sample_rate : float, default 1.0
+        Fraction of the messages logged, chosen by a hash of their id.
 
     Returns
     -------
@@ -182,6 +197,11 @@ def stream_score(
     source_url = parse_stream_url(source, field="source")
     sink_url = parse_stream_url(sink, field="sink")
     _check_options(batch_size, block_ms, claim_idle_ms, max_messages, group, consumer)
+    if not 0.0 <= log_sample_rate <= 1.0:
+        raise InvalidInput(
+            f"log_sample_rate must be between 0 and 1, got {log_sample_rate}",
+            field="log_sample_rate",
+        )
     _check_pair(source_url, sink_url)
     lease_ms = max(MIN_LEASE_MS, 3 * block_ms)
     if claim_idle_ms < lease_ms:
@@ -216,11 +236,17 @@ def stream_score(
         stop_event or threading.Event(),
         on_batch,
     )
+    if log_predictions:
+        from loopml.monitoring.predictions import PredictionLogger
+
+        scorer.prediction_logger = PredictionLogger(sample_rate=log_sample_rate)
     try:
         with _redis_errors(source_url):
             return scorer.run()
     finally:
         client.close()
+        if scorer.prediction_logger is not None and not scorer.prediction_logger.close():
+            logger.warning("the prediction log was not fully written before stopping")
 
 
 def _check_options(
@@ -294,6 +320,15 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+class _Output(NamedTuple):
+    """A scored message: its sink entry, and what the prediction log keeps of it."""
+
+    message: Message
+    prediction: Any
+    probabilities: list[float] | None
+    fields: dict[str, str]
+
+
 class _Scorer:
     """The read, predict and commit loop of one consumer."""
 
@@ -334,6 +369,7 @@ class _Scorer:
         self.version: int | None = model.registered[1] if model.registered else None
         self.inputs = Inputs(model.signature)
         self.has_proba = False
+        self.prediction_logger: PredictionLogger | None = None
         self.counts = {"scored": 0, "dead_lettered": 0, "batches": 0, "recovered": 0, "claimed": 0}
 
     # -- the loop -------------------------------------------------------------------------
@@ -431,6 +467,7 @@ class _Scorer:
 
     def _handle(self, entries: list[tuple[Any, Any]], origin: str | None) -> None:
         """Validate, predict and commit one batch of entries."""
+        started = time.perf_counter()
         messages = [decode(entry_id, raw) for entry_id, raw in entries]
         for message in messages:
             if message.error is None:
@@ -440,7 +477,9 @@ class _Scorer:
                     message.error = exc
         outputs = self._predict([m for m in messages if m.error is None])
         dead = [self._dead_entry(m) for m in messages if m.error is not None]
-        self._commit([m.id for m in messages], outputs, dead)
+        self._commit([m.id for m in messages], [o.fields for o in outputs], dead)
+        # Only now: a batch that failed to commit is scored again, and logged then.
+        self._log(outputs, (time.perf_counter() - started) * 1000)
         self.counts["scored"] += len(outputs)
         self.counts["dead_lettered"] += len(dead)
         self.counts["batches"] += 1
@@ -457,7 +496,7 @@ class _Scorer:
             return pd.DataFrame.from_records(records, columns=self.inputs.names)
         return pd.DataFrame.from_records(records)
 
-    def _infer(self, messages: list[Message]) -> list[dict[str, str]]:
+    def _infer(self, messages: list[Message]) -> list[_Output]:
         """Predict a list of messages in one call and build their sink entries."""
         import numpy as np
 
@@ -474,10 +513,11 @@ class _Scorer:
                 fields["probabilities"] = json.dumps(probabilities[index])
             fields.update(self._model_fields())
             fields["scored_at"] = scored_at
-            entries.append(fields)
+            row_probabilities = None if probabilities is None else probabilities[index]
+            entries.append(_Output(message, predictions[index], row_probabilities, fields))
         return entries
 
-    def _predict(self, messages: list[Message]) -> list[dict[str, str]]:
+    def _predict(self, messages: list[Message]) -> list[_Output]:
         """Predict the good messages; one the model fails on is dead-lettered alone."""
         if not messages:
             return []
@@ -489,13 +529,33 @@ class _Scorer:
                 return []
         # Score the messages one by one to find those at fault; the model was warmed up on
         # its input example, so a failure here is caused by the message, not the model.
-        outputs: list[dict[str, str]] = []
+        outputs: list[_Output] = []
         for message in messages:
             try:
                 outputs.extend(self._infer([message]))
             except Exception as exc:  # noqa: BLE001 - the model's own errors vary by flavor
                 message.error = InvalidInput(f"the model failed on this message: {exc}")
         return outputs
+
+    def _log(self, outputs: list[_Output], latency_ms: float) -> None:
+        """Queue the committed predictions for the prediction log (never blocks)."""
+        if self.prediction_logger is None or not outputs:
+            return
+        from loopml.monitoring.predictions import make_prediction_hook
+
+        hook = make_prediction_hook(self.prediction_logger, variant=VARIANT)
+        now = datetime.now(UTC)
+        for output in outputs:
+            hook(
+                request_id=output.message.id,
+                model=self.name,
+                version=self.version,
+                inputs=[output.message.record or {}],
+                predictions=[output.prediction],
+                probabilities=None if output.probabilities is None else [output.probabilities],
+                latency_ms=latency_ms,
+                timestamp=now,
+            )
 
     def _model_fields(self) -> dict[str, str]:
         return {"model": self.name, "version": "" if self.version is None else str(self.version)}

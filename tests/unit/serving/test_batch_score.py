@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from loopml.cli.batch_score import batch_score as batch_score_command
 from loopml.cli.main import LoopmlGroup
 from loopml.errors import InvalidInput
 from loopml.models.storage import LoadedModel
-from loopml.serving import batch
+from loopml.monitoring.predictions import is_sampled
+from loopml.serving import _batch_log, batch
 from loopml.serving.batch import batch_score
 
 CHUNK = 40  # the 150 iris rows make 4 chunks, the last one short
@@ -374,3 +376,171 @@ def test_dask_csv_sizes_blocks_from_chunk_rows_and_names_bad_values(
         )
     with pytest.raises(InvalidInput, match="blocksize"):
         batch_score("iris@champion", str(tmp_path / "in.csv"), str(tmp_path / "o3"), blocksize=10)
+
+
+# -- the prediction log -----------------------------------------------------------------------
+
+
+def _logged() -> pd.DataFrame:
+    frame: pd.DataFrame = lm.monitoring.predictions("iris", with_probabilities=True)
+    return frame.sort_values("row_id").reset_index(drop=True)
+
+
+def _job_id(output: Path) -> str:
+    return str(json.loads((output / "_manifest.json").read_text())["job_id"])
+
+
+def _assert_logged_like_the_output(
+    logged: pd.DataFrame, output: Path, *, sample: bool = False
+) -> None:
+    """Every row of the output logged once (or, for a sample, some of them), as written."""
+    scored = _read(output)
+    if sample:
+        scored = scored[scored["row_id"].isin(logged["row_id"])].reset_index(drop=True)
+    assert list(logged["row_id"]) == list(scored["row_id"])
+    assert set(logged["variant"]) == {"batch"}
+    assert set(logged["version"]) == {1}
+    assert set(logged["model"]) == {"iris"}
+    features = [c for c in scored.columns if c.endswith("(cm)")]
+    pd.testing.assert_frame_equal(logged[features], scored[features], check_dtype=False)
+    np.testing.assert_array_equal(logged["prediction"].astype(int), scored["prediction"])
+    assert not logged.duplicated(["request_id", "row"]).any()
+
+
+def test_logged_predictions_match_the_output_file(iris: pd.DataFrame, tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    source = str(tmp_path / "in.parquet")
+    result = batch_score(
+        "iris@champion",
+        source,
+        str(output),
+        chunk_rows=CHUNK,
+        proba=True,
+        progress=False,
+        log_predictions=True,
+        log_sample_rate=1.0,
+    )
+    assert result.rows_logged == 150 and result.to_dict()["rows_logged"] == 150
+    logged = _logged()
+    _assert_logged_like_the_output(logged, output)
+    job = _job_id(output)
+    # Chunks of 40 rows are one logged request each, its rows numbered from 0.
+    assert sorted(set(logged["request_id"])) == [f"batch:{job}:{i}:0" for i in range(4)]
+    assert list(logged["row"]) == [i % CHUNK for i in range(150)]
+    scored = _read(output)
+    probabilities = np.vstack(logged["probabilities"].to_numpy())
+    np.testing.assert_allclose(probabilities, scored[["proba_0", "proba_1", "proba_2"]])
+    np.testing.assert_allclose(logged["probability"], probabilities.max(axis=1))
+
+    # Logging is off unless asked for.
+    again = batch_score("iris@champion", source, str(tmp_path / "o2"), progress=False)
+    assert again.rows_logged == 0 and len(_logged()) == 150
+
+
+def test_resume_logs_no_row_twice(
+    iris: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "out"
+    source = str(tmp_path / "in.parquet")
+    options: dict[str, Any] = {
+        "chunk_rows": CHUNK,
+        "progress": False,
+        "log_predictions": True,
+        "log_sample_rate": 1.0,
+    }
+    original_predict = LoadedModel.predict
+    calls = {"n": 0}
+
+    def crashing_predict(self: LoadedModel, data: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("worker died")
+        return original_predict(self, data)
+
+    monkeypatch.setattr(LoadedModel, "predict", crashing_predict)
+    with pytest.raises(RuntimeError, match="worker died"):
+        batch_score("iris@champion", source, str(output), **options)
+    # The chunks written before the crash were logged (the log is closed on error too).
+    assert list(_logged()["row_id"]) == list(range(2 * CHUNK))
+    monkeypatch.setattr(LoadedModel, "predict", original_predict)
+    resumed = batch_score("iris@champion", source, str(output), **options)
+    assert (resumed.chunks_written, resumed.rows_logged) == (2, 150 - 2 * CHUNK)
+    _assert_logged_like_the_output(_logged(), output)
+    done = batch_score("iris@champion", source, str(output), **options)
+    assert (done.chunks_skipped, done.rows_logged) == (4, 0)
+    assert len(_logged()) == 150
+
+
+def test_sampling_keeps_whole_requests_at_about_the_rate(
+    iris: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_batch_log, "LOG_REQUEST_ROWS", 5)
+    many = pd.concat([iris] * 10).assign(row_id=np.arange(1500))
+    many.to_parquet(tmp_path / "many.parquet", index=False)
+    output = tmp_path / "out"
+    result = batch_score(
+        "iris@champion",
+        str(tmp_path / "many.parquet"),
+        str(output),
+        chunk_rows=500,
+        progress=False,
+        log_predictions=True,
+        log_sample_rate=0.2,
+    )
+    logged = _logged()
+    job = _job_id(output)
+    candidates = [f"batch:{job}:{c}:{o}" for c in range(3) for o in range(0, 500, 5)]
+    expected = {r for r in candidates if is_sampled(r, 0.2)}
+    assert set(logged["request_id"]) == expected
+    assert 30 <= len(expected) <= 90  # 300 requests at 0.2: 60 expected
+    assert result.rows_logged == len(logged) == 5 * len(expected)
+    rows = logged.groupby("request_id")["row"].apply(sorted)
+    assert all(r == [0, 1, 2, 3, 4] for r in rows)
+    _assert_logged_like_the_output(logged, output, sample=True)
+
+
+def test_dask_logs_from_this_process_after_each_partition(
+    iris: pd.DataFrame, tmp_path: Path, threaded_dask: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    original_add = _batch_log.ChunkLog.add
+
+    def add(self: _batch_log.ChunkLog, found: list[_batch_log.Sample]) -> None:
+        threads.append(threading.current_thread().name)
+        original_add(self, found)
+
+    monkeypatch.setattr(_batch_log.ChunkLog, "add", add)
+    output = tmp_path / "out"
+    result = batch_score(
+        "iris@champion",
+        str(tmp_path / "in.csv"),
+        str(output),
+        chunk_rows=CHUNK,
+        executor="dask",
+        blocksize=1500,
+        progress=False,
+        log_predictions=True,
+        log_sample_rate=1.0,
+    )
+    assert result.rows_logged == 150
+    assert threads == [threading.main_thread().name] * result.chunks_written
+    _assert_logged_like_the_output(_logged(), output)
+
+
+def test_cli_logs_a_sample_by_default(iris: pd.DataFrame, tmp_path: Path) -> None:
+    runner = CliRunner()
+    app = _cli()
+    source = str(tmp_path / "in.parquet")
+    args = ["batch-score", "iris@champion", source]
+    result = runner.invoke(app, [*args, str(tmp_path / "a"), "--no-log-predictions"])
+    assert result.exit_code == 0, result.output
+    assert "rows logged" in result.stdout and "off" in result.stdout
+    assert lm.monitoring.predictions("iris").empty
+    result = runner.invoke(app, [*args, str(tmp_path / "b"), "--log-sample-rate", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows_logged"] == 150
+    _assert_logged_like_the_output(_logged(), tmp_path / "b")
+    result = runner.invoke(app, [*args, str(tmp_path / "c"), "--log-sample-rate", "2"])
+    assert result.exit_code == 2
+    with pytest.raises(InvalidInput, match="log_sample_rate"):
+        batch_score("iris@champion", source, str(tmp_path / "d"), log_sample_rate=-0.1)

@@ -28,6 +28,7 @@ import loopml as lm
 from conftest import free_port, service_missing
 from loopml.cli.main import app
 from loopml.errors import Conflict, InvalidInput, StoreUnavailable
+from loopml.monitoring.predictions import is_sampled
 from loopml.serving import stream
 from loopml.serving._stream_input import Inputs, parse_stream_url
 from loopml.serving.stream import StreamStats, stream_score
@@ -538,6 +539,8 @@ def test_cli_scores_until_max_messages_and_exits_2_on_bad_input(
     assert result.exit_code == 0, result.output
     assert "scored 10 messages with iris/1" in result.stdout
     _assert_exactly_once(client, names, ids)
+    logged = lm.monitoring.predictions("iris")  # logged by default on the command line
+    assert sorted(logged["request_id"]) == sorted(ids) and set(logged["variant"]) == {"stream"}
     down = f"redis://127.0.0.1:{free_port()}/0"
     for bad, message in [
         ([*base, "--sink", "http://x/0?stream=o"], "sink URL must start with redis://"),
@@ -598,3 +601,86 @@ def test_cli_stops_gracefully_on_sigterm(
     assert json.loads(result.stdout)["scored"] == 40
     assert signal.getsignal(signal.SIGTERM) is default
     _assert_exactly_once(client, names, ids)
+
+
+def _assert_logged_once(client: redis.Redis, names: dict[str, str], frame: pd.DataFrame) -> None:
+    """Every scored message logged exactly once, as its sink entry and input say."""
+    logged = lm.monitoring.predictions("iris").set_index("request_id")
+    sink = {e["request_id"]: e for e in _read(client, names["sink"])}
+    assert logged.index.is_unique, "a message was logged twice"
+    assert set(logged.index) == set(sink)
+    assert set(logged["variant"]) == {"stream"} and set(logged["version"]) == {1}
+    assert set(logged["row"]) == {0}
+    for request_id, entry in sink.items():
+        assert int(logged.at[request_id, "prediction"]) == int(entry["prediction"])
+        probabilities = json.loads(entry["probabilities"])
+        assert logged.at[request_id, "probability"] == pytest.approx(max(probabilities))
+    features = list(frame.columns)
+    by_features = frame.set_index(features[0])  # the first feature tells the rows apart here
+    for request_id in sink:
+        row = logged.loc[request_id, features]
+        expected = by_features.loc[[row[features[0]]]].iloc[0]
+        assert row[features[1:]].tolist() == pytest.approx(expected.tolist())
+
+
+def test_each_scored_message_is_logged_once_even_across_a_crash(
+    client: redis.Redis,
+    names: dict[str, str],
+    iris: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = iris.drop_duplicates(subset=iris.columns[0]).head(30)
+    ids = _produce(client, names["source"], frame)
+    bad = client.xadd(names["source"], {"data": "{not json"}).decode()
+    real_execute = redis.client.Pipeline.execute
+    commits = {"count": 0}
+
+    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
+        if any(args[0] == "XADD" for args, _ in self.command_stack):
+            commits["count"] += 1
+            if commits["count"] == 2:  # read and predicted, never committed
+                raise Crash
+        return real_execute(self, raise_on_error)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    options: dict[str, Any] = {"consumer": "c1", "batch_size": 8, "log_predictions": True}
+    with pytest.raises(Crash):
+        stream_score("iris@champion", names["source_url"], names["sink_url"], **options, **FAST)
+    assert len(lm.monitoring.predictions("iris")) == 8  # the committed batch only
+    monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
+    with _deadline() as stop:
+        stats = stream_score(
+            "iris@champion",
+            names["source_url"],
+            names["sink_url"],
+            max_messages=23,
+            stop_event=stop,
+            **options,
+            **FAST,
+        )
+    assert (stats.recovered, stats.scored, stats.dead_lettered) == (8, 22, 1)
+    _assert_exactly_once(client, names, ids)
+    _assert_logged_once(client, names, frame)
+    assert bad not in set(lm.monitoring.predictions("iris")["request_id"])
+
+
+def test_logging_is_off_by_default_and_sampled_by_message_id(
+    client: redis.Redis, names: dict[str, str], iris: pd.DataFrame
+) -> None:
+    ids = _produce(client, names["source"], iris.head(40))
+    url, sink = names["source_url"], names["sink_url"]
+    stream_score("iris@champion", url, sink, max_messages=20, **FAST)
+    assert lm.monitoring.predictions("iris").empty
+    stream_score(
+        "iris@champion",
+        url,
+        sink,
+        max_messages=20,
+        log_predictions=True,
+        log_sample_rate=0.5,
+        **FAST,
+    )
+    expected = {i for i in ids[20:] if is_sampled(i, 0.5)}
+    assert set(lm.monitoring.predictions("iris")["request_id"]) == expected
+    with pytest.raises(InvalidInput, match="log_sample_rate"):
+        stream_score("iris@champion", url, sink, log_predictions=True, log_sample_rate=1.5)
