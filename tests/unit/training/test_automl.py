@@ -128,7 +128,7 @@ def test_boosting_families() -> None:
     pytest.importorskip("xgboost")
     data = _frame().drop(columns=["value"])
     families = ["hist_gradient_boosting", "lightgbm", "xgboost"]
-    result = automl(data, "label", time_budget_s=30, families=families, max_trials=1)
+    result = automl(data, "label", time_budget_s=120, families=families, max_trials=1)
     assert (result.leaderboard["status"] == "ok").all()
     assert set(result.predict(data.drop(columns=["label"]))) <= {"yes", "no"}
     regression = automl(
