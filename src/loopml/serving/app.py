@@ -16,7 +16,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +38,7 @@ from loopml.monitoring._segments import PredictionRecord as LoggedPrediction
 from loopml.monitoring.predictions import PredictionLogger
 from loopml.server.errors import CatchAllMiddleware, error_response, install_error_handlers
 from loopml.server.security import BodyLimitMiddleware
+from loopml.serving._predict import make_predictor
 from loopml.serving.batcher import BatchResult, MicroBatcher, Overloaded
 from loopml.serving.deployment import DeploymentConfig, single_model
 from loopml.serving.metrics import MetricsMiddleware, ServingMetrics
@@ -172,10 +173,6 @@ def signature_frame(body: BaseModel, signature: dict[str, Any] | None) -> pd.Dat
             else np.asarray(values, dtype=_DTYPES[kind])
         )
     return pd.DataFrame(data, copy=False)
-
-
-def _jsonable(values: Any) -> list[Any]:
-    return list(np.asarray(values).tolist())
 
 
 @dataclass
@@ -337,6 +334,7 @@ def create_serving_app(
         model = await asyncio.to_thread(load, model_spec)
         name, version = model.registered if model.registered else (model_spec, None)
         has_proba = True
+        example: pd.DataFrame | None = None
         if model.input_example is not None:
             example = signatures.enforce(model.input_example, model.signature)
             await asyncio.to_thread(model.predict, example)
@@ -347,14 +345,9 @@ def create_serving_app(
         else:
             has_proba = hasattr(model.model, "predict_proba")
 
-        def predict(frame: pd.DataFrame) -> tuple[Sequence[Any], Sequence[Sequence[float]] | None]:
-            # Each request's frame was checked against the signature in the handler; call the
-            # inner model so a batch is not validated again (twice, with probabilities).
-            inner = model.model
-            predictions = _jsonable(inner.predict(frame))
-            probabilities = _jsonable(inner.predict_proba(frame)) if has_proba else None
-            return predictions, probabilities
-
+        # Each request's frame was checked against the signature in the handler; the batch
+        # calls the inner model so it is not validated again.
+        predict = await asyncio.to_thread(make_predictor, model.model, has_proba, example)
         batcher = MicroBatcher(
             predict,
             max_batch_size=max_batch_size,
