@@ -42,6 +42,7 @@ bench: $(TEST_STAMP)
 	bash benchmarks/setup_zenml.sh
 	$(BIN)/python benchmarks/bench_pipelines.py --write
 	$(BIN)/python benchmarks/bench_serving.py --write
+	$(BIN)/python benchmarks/bench_monitoring.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

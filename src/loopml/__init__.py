@@ -52,7 +52,16 @@ from loopml.tracking.fluent import (
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("data", "datasets", "models", "monitoring", "pipelines", "registry", "triggers")
+_LAZY_MODULES = (
+    "data",
+    "datasets",
+    "loop",
+    "models",
+    "monitoring",
+    "pipelines",
+    "registry",
+    "triggers",
+)
 
 
 def __getattr__(name: str) -> _Any:
@@ -113,6 +122,7 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "loop",
     "models",
     "monitoring",
     "pipeline",

@@ -19,7 +19,9 @@ from loopml.cli._common import JsonOption
 from loopml.cli._output import mask_uri, print_error, print_json, render_pairs
 from loopml.cli.batch_score import batch_score as batch_score_command
 from loopml.cli.build import build as build_command
+from loopml.cli.ci import ci as ci_command
 from loopml.cli.deploy import app as deploy_app
+from loopml.cli.loop import app as loop_app
 from loopml.cli.monitor import app as monitor_app
 from loopml.cli.scheduler import schedule_app, scheduler_app, trigger_app
 from loopml.cli.stream_score import stream_score as stream_score_command
@@ -138,10 +140,12 @@ app.add_typer(schedule_app)
 app.add_typer(trigger_app)
 app.add_typer(deploy_app)
 app.add_typer(monitor_app)
+app.add_typer(loop_app)
 app.command("serve")(serve.serve)
 app.command("batch-score")(batch_score_command)
 app.command("stream-score")(stream_score_command)
 app.command("build")(build_command)
+app.command("ci")(ci_command)
 
 
 def _print_version(value: bool) -> None:

@@ -24,6 +24,7 @@ from loopml.server.errors import CatchAllMiddleware, install_error_handlers
 from loopml.server.routers import (
     artifacts,
     experiments,
+    loop,
     models,
     monitoring,
     monitors,
@@ -160,4 +161,5 @@ def create_app(
     for router in routers:
         app.include_router(router)
     monitors.install(app, settings)
+    loop.install(app, settings)
     return app

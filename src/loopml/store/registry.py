@@ -19,6 +19,7 @@ from loopml.store.base import (
     RunArtifactStore,
     RunStore,
 )
+from loopml.store.loop_base import LoopStore
 
 
 @dataclass(frozen=True)
@@ -171,3 +172,11 @@ def open_monitor_store(settings: Settings) -> MonitorStore:
     from loopml.store.sql.monitors import SqlMonitorStore
 
     return SqlMonitorStore(settings.resolved_store_uri)
+
+
+def open_loop_store(settings: Settings) -> LoopStore:
+    """Open the store of continuous-training policies, their events and state."""
+    _require_direct_stores(settings, "continuous-training policies")
+    from loopml.store.sql.loop import SqlLoopStore
+
+    return SqlLoopStore(settings.resolved_store_uri)

@@ -586,3 +586,53 @@ class MonitorAlertRow(Base):
     message: Mapped[str] = mapped_column(Text, nullable=False)
     fired_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
     resolved_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class LoopPolicyRow(Base):
+    """One version of a continuous-training policy: its validated definition as JSON."""
+
+    __tablename__ = "loop_policies"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class LoopEventRow(Base):
+    """A decision of the continuous-training loop with its evidence as JSON."""
+
+    __tablename__ = "loop_events"
+    __table_args__ = (
+        Index("ix_loop_events_policy_id", "policy", "id"),
+        Index("ix_loop_events_retrain", "retrain"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    policy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    retrain: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    evidence_json: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class LoopClaimRow(Base):
+    """A claimed trigger occurrence: the key makes the loop react to it exactly once."""
+
+    __tablename__ = "loop_claims"
+
+    policy: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class LoopStateRow(Base):
+    """The controller's state of a policy (cursors, retrain times, the rollout in flight)."""
+
+    __tablename__ = "loop_state"
+
+    policy: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    state_json: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
