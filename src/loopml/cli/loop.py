@@ -116,6 +116,14 @@ def _rollout_text(rollout: dict[str, Any]) -> str:
     return "direct"
 
 
+def _gate_text(gate: dict[str, Any] | None) -> str:
+    if gate is None:
+        return "none: every candidate passes"
+    from loopml.training import Gate
+
+    return repr(Gate(**gate))
+
+
 def _duration(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
@@ -250,7 +258,7 @@ def show_command(name: NameArgument, as_json: JsonOption = False) -> None:
                 "window",
                 f"{_window_text(definition['window'])}, holdout {definition['holdout'] * 100:.3g}%",
             ),
-            ("gate", "none" if definition["gate"] is None else str(definition["gate"])),
+            ("gate", _gate_text(definition["gate"])),
             ("rollout", _rollout_text(definition["rollout"])),
             (
                 "limits",

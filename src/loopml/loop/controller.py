@@ -262,7 +262,8 @@ class Controller:
                 {
                     **evidence,
                     "reason": (
-                        f"last retrain {now - retrains[-1]:.0f}s ago; cooldown is {cooldown:.0f}s"
+                        f"last retrain {_span(now - retrains[-1])} ago; the cooldown is "
+                        f"{_span(cooldown)}"
                     ),
                     "last_retrain": _iso(retrains[-1]),
                     "cooldown_until": _iso(retrains[-1] + cooldown),
@@ -599,6 +600,14 @@ def _iso(seconds: float) -> str:
     from loopml.pipelines.triggers import iso_utc
 
     return iso_utc(seconds)
+
+
+def _span(seconds: float) -> str:
+    """``42s``, ``5m``, ``6h``, ``1.5d``: a duration as people say it."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def _jsonable(value: Any) -> bool:

@@ -264,7 +264,9 @@ class Policy:
     timestamp, label : str
         Its time and label columns.
     include_logged : bool
-        Also add logged predictions that have labels to the window.
+        Also add logged predictions that have labels to the window. Their time is the
+        request's timestamp column when the model takes it as an input, else the time they
+        were served; a replay of history registers its periods as dataset versions instead.
     triggers : list
         What starts a retrain: :class:`Cron`, :class:`NewData`, :class:`Drift`,
         :class:`Degradation`, :class:`Manual`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -109,6 +110,10 @@ def load_pipeline_function(reference: str) -> Callable[..., Any]:
         When it cannot be imported, or takes no ``dataset`` keyword.
     """
     target, _, attr = reference.rpartition(":")
+    # Like `python -m`, resolve project modules from the working directory; the console
+    # script does not put it on the path.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         if target.endswith(".py"):
             path = Path(target).resolve()

@@ -117,7 +117,9 @@ def _cron(
     from loopml.pipelines.triggers import due_fire_times, iso_utc
 
     expression = trigger["cron"]
-    last = float(state["cron"].get(expression, state["since"] / 1000))
+    # From the policy's creation on; a controller clock set in the past (a replay) starts
+    # from its own now instead.
+    last = float(state["cron"].get(expression, min(state["since"] / 1000, now)))
     times, skipped = due_fire_times(expression, last, now, catchup=False)
     progress["cron"][expression] = max(last, now)
     return [

@@ -93,8 +93,8 @@ def logged_rows(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The model's logged predictions that have a label, shaped like the dataset's rows.
 
-    A logged row keeps its own value of the timestamp column when the request carried it
-    (a replay of history does), else the time it was served.
+    A logged row keeps its own value of the timestamp column when the model takes it as an
+    input (the server logs the signature's columns), else the time it was served.
 
     Returns
     -------
