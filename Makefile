@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo-data
 
 .PHONY: demo test lint typecheck bench services clean
 
@@ -19,9 +20,15 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
-demo: $(STAMP)
+# The demo's data (Bikeshare 2011) ships inside ISLP. --no-deps: its declared dependencies
+# pull in torch and more, and reading its data needs only pandas, numpy and scikit-learn.
+$(DEMO_STAMP): | $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps 'ISLP>=0.3,<0.7'
+	touch $@
+
+demo: $(STAMP) $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
-	$(BIN)/loopml runs list --experiment demo
+	$(BIN)/loopml loop list
 
 services:
 	@bash scripts/check_services.sh
@@ -31,10 +38,10 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) services lint
+test: $(TEST_STAMP) $(DEMO_STAMP) services lint
 	$(BIN)/pytest
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) $(DEMO_STAMP)
 	bash benchmarks/setup_anchors.sh
 	$(BIN)/python benchmarks/bench_tracking.py --write
 	bash benchmarks/setup_evidently.sh
@@ -42,6 +49,7 @@ bench: $(TEST_STAMP)
 	bash benchmarks/setup_zenml.sh
 	$(BIN)/python benchmarks/bench_pipelines.py --write
 	$(BIN)/python benchmarks/bench_serving.py --write
+	$(BIN)/python benchmarks/bench_loop.py --write
 	$(BIN)/python benchmarks/bench_monitoring.py --write
 
 clean:

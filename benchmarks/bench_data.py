@@ -34,12 +34,10 @@ import json
 import os
 import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,15 +45,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _report import cpu_model, render_markdown, render_plain, say
+from _common import BenchError, dist_version, emit_result, parse_result, run_code, watchdog
+from _report import (
+    BENCH_DIR,
+    Table,
+    add_output_options,
+    append_section,
+    load_at_start,
+    load_span,
+    print_tables_plain,
+    run_facts,
+    say,
+    write_raw_json,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-DEFAULT_EVIDENTLY_PYTHON = HERE / ".venv-evidently" / "bin" / "python"
-DEFAULT_WORK_DIR = HERE / ".work"
-DEFAULT_RESULTS = HERE / "RESULTS.md"
+DEFAULT_EVIDENTLY_PYTHON = BENCH_DIR / ".venv-evidently" / "bin" / "python"
 
-RESULT_MARKER = "BENCH_RESULT "
 SEED = 20_240_601
 #: Bump when the generator changes, so cached Parquet files are rebuilt.
 GENERATOR_VERSION = 1
@@ -348,7 +353,7 @@ def _task_loopml(task: str, ref: Any, cur: Any) -> tuple[float, dict[str, Any]]:
     from loopml.data import profile_table, validate
     from loopml.stats import dataset_drift
 
-    out: dict[str, Any] = {"version": _dist_version("loopml", loopml.__version__)}
+    out: dict[str, Any] = {"version": dist_version("loopml", loopml.__version__)}
     start = time.perf_counter()
     if task == "drift":
         drift = dataset_drift(ref, cur)
@@ -467,15 +472,6 @@ def _task_evidently(task: str, ref: Any, cur: Any) -> tuple[float, dict[str, Any
     return seconds, out
 
 
-def _dist_version(dist: str, fallback: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return fallback
-
-
 #: What each worker imports before loading the data.
 TOOL_MODULES = {
     "loopml": ("loopml", "loopml.data", "loopml.stats"),
@@ -530,9 +526,7 @@ def worker_main(spec_json: str) -> int:
             "pyarrow": pyarrow.__version__,
         }
     )
-    sys.stdout.write("\n" + RESULT_MARKER + json.dumps(out) + "\n")
-    sys.stdout.flush()
-    return 0
+    return emit_result(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,10 +584,6 @@ class Measurement:
         return self.results[-1]
 
 
-class BenchError(RuntimeError):
-    """A measurement could not be run."""
-
-
 def clean_env() -> dict[str, str]:
     """Return the parent environment without loopml settings, telemetry off."""
     env = {
@@ -613,24 +603,13 @@ def run_worker(python: Path, spec: dict[str, Any], cwd: Path) -> dict[str, Any]:
         tempfile.TemporaryFile("w+", encoding="utf-8") as err,
     ):
         proc = subprocess.Popen(cmd, env=clean_env(), cwd=cwd, stdout=out, stderr=err, text=True)
-        watchdog = threading.Timer(WORKER_TIMEOUT_S, proc.kill)
-        watchdog.start()
-        try:
+        with watchdog(proc, WORKER_TIMEOUT_S):
             proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:  # interrupted: never leave a worker behind
-                proc.kill()
-                proc.wait()
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARKER) :])
-            return result
-    tail = "\n".join((stdout.strip().splitlines() + stderr.strip().splitlines())[-15:])
-    raise BenchError(f"worker exited with {proc.returncode} and no result:\n{tail}")
+    result: dict[str, Any] = parse_result(stdout, stderr, proc.returncode)
+    return result
 
 
 def measure(task: Task, python: Path, ref: Path, cur: Path, repeat: int, cwd: Path) -> Measurement:
@@ -655,19 +634,7 @@ def measure(task: Task, python: Path, ref: Path, cur: Path, repeat: int, cwd: Pa
 
 def probe(python: Path, code: str) -> str:
     """Run ``code`` with ``python`` and return its stripped stdout."""
-    proc = subprocess.run(
-        [str(python), "-c", code],
-        env=clean_env(),
-        cwd=tempfile.gettempdir(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise BenchError(f"{python} failed:\n{tail}")
-    return proc.stdout.strip()
+    return run_code(python, code, env=clean_env(), timeout=300, failure=f"{python} failed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -725,9 +692,6 @@ def fmt_mib(kib: int | None) -> str:
 def fmt_score(value: float) -> str:
     """Format a drift score."""
     return f"{value:.4f}" if abs(value) >= 1e-4 or value == 0 else f"{value:.2e}"
-
-
-Table = tuple[list[str], list[list[str]]]
 
 
 def main_table(
@@ -980,42 +944,6 @@ def build_notes(
     return out
 
 
-def write_results(
-    path: Path,
-    tables: list[tuple[str, Table]],
-    note_lines: list[str],
-    info: dict[str, str],
-    argv: list[str],
-) -> None:
-    """Append a dated section with machine, versions and the tables to ``path``."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = []
-    if not path.exists():
-        parts.append(
-            "# Benchmark results\n\nMeasured numbers only, appended by the "
-            "`--write` option of the scripts in this folder. See `README.md` for "
-            "the method.\n"
-        )
-    parts.append(f"## Data validation: loopml vs Evidently — {now}\n")
-    parts.append(
-        f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, {platform.platform()}"
-    )
-    parts.append(f"- Versions: {info['versions']}")
-    parts.append(f"- Rows: {info['rows']} per frame (reference and current), 20 columns")
-    parts.append(f"- 1-minute load average: {info['load']}; benchmark took {info['total']}")
-    parts.append(f"- Command: `{shlex.join(argv)}`\n")
-    for caption, (head, rows) in tables:
-        if caption:
-            parts.append(f"{caption}\n")
-        parts.append(render_markdown(head, rows) + "\n")
-    parts.extend(f"- {line}" for line in note_lines)
-    parts.append("")
-    with path.open("a", encoding="utf-8") as fh:
-        if path.stat().st_size:
-            fh.write("\n")
-        fh.write("\n".join(parts) + "\n")
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse the command line."""
     d = " (default: %(default)s)"
@@ -1066,22 +994,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="interpreter with Evidently installed (default: "
         "benchmarks/.venv-evidently/bin/python, see setup_evidently.sh)",
     )
-    p.add_argument(
-        "--work-dir",
-        type=Path,
-        default=DEFAULT_WORK_DIR,
-        help="where the Parquet files are kept (default: benchmarks/.work)",
-    )
-    p.add_argument("--write", action="store_true", help="append the results to --results")
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=DEFAULT_RESULTS,
-        help="results file (default: benchmarks/RESULTS.md)",
-    )
-    p.add_argument(
-        "--json", type=Path, default=None, metavar="PATH", help="also dump every raw result as JSON"
-    )
+    add_output_options(p, keep=False, raw_json="every raw result")
     args = p.parse_args(argv)
     if args.rows < 2 or min(args.repeat, args.evidently_repeat) < 1:
         p.error("--rows must be at least 2, --repeat and --evidently-repeat at least 1")
@@ -1114,12 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"error: {exc}")
         return 2
     say("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        say(
-            f"warning: 1-minute load average is {load_start:.2f} before starting; other "
-            "processes compete for the CPU and make the numbers noisier"
-        )
+    load_start = load_at_start()
 
     folder = args.work_dir.resolve() / f"data-{args.rows}-seed{args.seed}"
     say(f"data: {args.rows:,} rows x 20 columns per frame in {folder}")
@@ -1159,10 +1067,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     note_lines = build_notes(args, loopml, evidently)
     print()
-    for caption, (head, rows) in tables:
-        if caption:
-            print(caption)
-        print(render_plain(head, rows) + "\n")
+    print_tables_plain(tables)
     for line in note_lines:
         print(f"* {line}")
     failed = [m for m in measured if not m.ok]
@@ -1185,38 +1090,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = {
         "versions": ", ".join(f"{k} {v}" for k, v in {**versions, **libs}.items()),
         "rows": f"{args.rows:,}",
-        "load": f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end",
+        "load": load_span(load_start),
         "total": f"{total:.0f} s",
     }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "info": info,
-                    "cpu_count": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "results": [
-                        {
-                            "tool": m.task.tool,
-                            "task": m.task.key,
-                            "error": m.error,
-                            "results": m.results,
-                        }
-                        for m in measured
-                    ],
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
+        write_raw_json(
+            args.json,
+            args,
+            {
+                "info": info,
+                "results": [
+                    {
+                        "tool": m.task.tool,
+                        "task": m.task.key,
+                        "error": m.error,
+                        "results": m.results,
+                    }
+                    for m in measured
+                ],
+            },
         )
     if args.write:
         if failed:
             say("not writing RESULTS.md: some measurements failed")
             return 1
-        write_results(
-            args.results, tables, note_lines, info, ["python", "benchmarks/bench_data.py", *raw]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        facts = run_facts(
+            info["versions"],
+            info["load"],
+            info["total"],
+            ["python", "benchmarks/bench_data.py", *raw],
+            extra=[f"- Rows: {info['rows']} per frame (reference and current), 20 columns"],
+        )
+        append_section(
+            args.results, f"Data validation: loopml vs Evidently — {now}", facts, tables, note_lines
         )
         say(f"appended results to {args.results}")
     return 1 if failed else 0

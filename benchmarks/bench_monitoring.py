@@ -39,11 +39,8 @@ import json
 import os
 import platform
 import resource
-import shlex
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,11 +52,18 @@ from typing import Any
 
 import bench_data
 import bench_serving
-from _report import cpu_model, render_markdown, render_plain, say
+from _common import BenchError, emit_result, exit_on_sigterm, free_port, run_worker_script
+from _report import (
+    Table,
+    add_output_options,
+    append_section,
+    load_at_start,
+    load_span,
+    print_tables_plain,
+    run_facts,
+    say,
+)
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_RESULTS = HERE / "RESULTS.md"
-RESULT_MARKER = "BENCH_RESULT "
 MONITOR = "bench-monitor"
 REFERENCE = "bench-reference"
 WORKER_TIMEOUT_S = 1800.0
@@ -160,9 +164,7 @@ def worker_main(kind: str, spec_json: str) -> int:
     """Entry point of a worker subprocess: run one job and print its result as JSON."""
     spec = json.loads(spec_json)
     result = {"monitor": _monitor_worker, "count": _count_worker}[kind](spec)
-    sys.stdout.write("\n" + RESULT_MARKER + json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+    return emit_result(result)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,24 +172,17 @@ def worker_main(kind: str, spec_json: str) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-class BenchError(RuntimeError):
-    """A measurement could not be run."""
-
-
 def run_worker(kind: str, spec: dict[str, Any], env: dict[str, str], cwd: Path) -> Any:
     """Run this file as a worker with the project's interpreter; return its JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, json.dumps(spec)]
-    try:
-        proc = subprocess.run(
-            cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{kind} worker did not finish in {WORKER_TIMEOUT_S:.0f} s") from exc
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER) :])
-    tail = "\n".join((proc.stdout.strip().splitlines() + proc.stderr.splitlines())[-15:])
-    raise BenchError(f"{kind} worker exited with {proc.returncode} and no result:\n{tail}")
+    return run_worker_script(
+        Path(sys.executable),
+        __file__,
+        [kind, json.dumps(spec)],
+        env=env,
+        cwd=cwd,
+        timeout=WORKER_TIMEOUT_S,
+        what=f"{kind} worker",
+    )
 
 
 def project_env(home: Path) -> dict[str, str]:
@@ -237,7 +232,7 @@ def measure_logging(args: argparse.Namespace, work: Path) -> tuple[list[LoggingR
                 "serve",
                 f"{bench_serving.MODEL_NAME}@champion",
                 "--port",
-                str(bench_serving.free_port()),
+                str(free_port()),
                 *flags[label],
             ]
             served = bench_serving.measure_server(
@@ -263,8 +258,6 @@ def measure_logging(args: argparse.Namespace, work: Path) -> tuple[list[LoggingR
 # --------------------------------------------------------------------------------------------
 # Tables and notes.
 # --------------------------------------------------------------------------------------------
-
-Table = tuple[list[str], list[list[str]]]
 
 
 def drift_table(
@@ -483,24 +476,6 @@ def build_notes(
     return out
 
 
-def write_results(
-    path: Path, tables: list[tuple[str, Table]], notes: list[str], info: list[str]
-) -> None:
-    """Append a dated section to ``path``."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"## Monitoring: loopml vs Evidently, and prediction logging — {now}\n", *info, ""]
-    for caption, (head, rows) in tables:
-        if caption:
-            parts.append(f"{caption}\n")
-        parts.append(render_markdown(head, rows) + "\n")
-    parts.extend(f"- {line}" for line in notes)
-    previous = path.read_text(encoding="utf-8") if path.exists() else ""
-    with path.open("a", encoding="utf-8") as fh:
-        if previous and not previous.endswith("\n\n"):
-            fh.write("\n" if previous.endswith("\n") else "\n\n")
-        fh.write("\n".join(parts) + "\n")
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse the command line."""
     d = " (default: %(default)s)"
@@ -516,18 +491,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=300, help="warm-up requests per server" + d)
     p.add_argument("--max-seconds", type=float, default=60.0, help="cap per level" + d)
     p.add_argument("--evidently-python", type=Path, default=bench_data.DEFAULT_EVIDENTLY_PYTHON)
-    p.add_argument("--work-dir", type=Path, default=bench_data.DEFAULT_WORK_DIR)
-    p.add_argument("--keep", action="store_true", help="keep the temporary stores")
-    p.add_argument("--write", action="store_true", help="append the results to --results")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    add_output_options(p)
     args = p.parse_args(argv)
     if args.rows < 2 or min(args.repeat, args.evidently_repeat, args.rounds, args.requests) < 1:
         p.error("--rows must be at least 2; repeats, rounds and requests at least 1")
     return args
-
-
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -536,16 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(raw) == 3 and raw[0] == "--worker":
         return worker_main(raw[1], raw[2])
     args = parse_args(raw)
-    # SIGTERM becomes SystemExit so the finally blocks stop the servers we started.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     started = time.perf_counter()
     evidently_py = Path(os.path.abspath(args.evidently_python))
     if not args.skip_evidently and not evidently_py.exists():
         say(f"error: {evidently_py} does not exist (run: bash benchmarks/setup_evidently.sh)")
         return 2
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        say(f"warning: 1-minute load average is {load_start:.2f}; the numbers will be noisier")
+    load_start = load_at_start()
     folder = args.work_dir.resolve() / f"data-{args.rows}-seed{args.seed}"
     say(f"data: {args.rows:,} rows x 20 columns per frame in {folder}")
     ref_path, cur_path, gen_s = bench_data.generate(args.rows, args.seed, folder)
@@ -578,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.skip_serving:
             say("[serving] prediction logging on and off")
             rounds, _ = measure_logging(args, work)
-    except (BenchError, bench_serving.BenchError) as exc:
+    except BenchError as exc:
         say(f"error: {exc}")
         return 1
     finally:
@@ -604,10 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     notes = build_notes(args, lm, ev, drift_facts, rounds, logging_facts)
     print()
-    for caption, (head, rows) in tables:
-        if caption:
-            print(caption)
-        print(render_plain(head, rows) + "\n")
+    print_tables_plain(tables)
     for line in notes:
         print(f"* {line}")
     total = time.perf_counter() - started
@@ -616,15 +578,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         versions = f"loopml {lm['loopml']}, pandas {lm['pandas']}, Python {lm['python']}"
         if ev is not None and ev.ok:
             versions += f"; Evidently {ev.last['version']} (pandas {ev.last['pandas']})"
-        info = [
-            f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, "
-            f"{platform.platform()}",
-            f"- Versions: {versions}",
-            f"- 1-minute load average: {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at "
-            f"the end; benchmark took {total:.0f} s",
-            f"- Command: `{shlex.join(['python', 'benchmarks/bench_monitoring.py', *raw])}`",
-        ]
-        write_results(args.results, tables, notes, info)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        append_section(
+            args.results,
+            f"Monitoring: loopml vs Evidently, and prediction logging — {now}",
+            run_facts(
+                versions,
+                load_span(load_start),
+                f"{total:.0f} s",
+                ["python", "benchmarks/bench_monitoring.py", *raw],
+            ),
+            tables,
+            notes,
+        )
         say(f"appended results to {args.results}")
     return 0
 

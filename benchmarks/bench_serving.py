@@ -30,30 +30,43 @@ import pickle
 import platform
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _report import cpu_model, render_markdown, render_plain, say
-from bench_tracking import BenchError, clean_env, free_port, wait_healthy
+from _common import (
+    BenchError,
+    dist_version,
+    emit_result,
+    exit_on_sigterm,
+    free_port,
+    run_code,
+    run_worker_script,
+    running_server,
+)
+from _report import (
+    BENCH_DIR,
+    Table,
+    add_output_options,
+    append_section,
+    load_at_start,
+    load_span,
+    print_tables_plain,
+    run_facts,
+    say,
+)
+from bench_tracking import clean_env
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-DEFAULT_ANCHOR_PYTHON = HERE / ".venv-anchors" / "bin" / "python"
-DEFAULT_WORK_DIR = HERE / ".work"
-DEFAULT_RESULTS = HERE / "RESULTS.md"
+DEFAULT_ANCHOR_PYTHON = BENCH_DIR / ".venv-anchors" / "bin" / "python"
 
-RESULT_MARKER = "BENCH_RESULT "
 MODEL_NAME = "bench-serving"
 SEED = 20240601
 N_FEATURES = 10
@@ -109,20 +122,13 @@ def worker_main(kind: str, spec_json: str) -> int:
     spec = json.loads(spec_json)
     funcs = {"loopml": _worker_loopml, "mlflow": _worker_mlflow}
     result = funcs[kind](spec)
-    from importlib import metadata
-
     import sklearn
 
     result["sklearn"] = sklearn.__version__
     result["python"] = platform.python_version()
     for dist in ("uvicorn", "fastapi", "pandas"):
-        try:
-            result[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            result[dist] = "?"
-    sys.stdout.write("\n" + RESULT_MARKER + json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+        result[dist] = dist_version(dist, "?")
+    return emit_result(result)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,72 +193,15 @@ def run_worker(
     python: Path, kind: str, spec: dict[str, Any], env: dict[str, str], cwd: Path
 ) -> Any:
     """Run this file as a worker with ``python`` and return the JSON it prints."""
-    cmd = [str(python), str(Path(__file__).resolve()), "--worker", kind, json.dumps(spec)]
-    try:
-        proc = subprocess.run(
-            cmd,
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{kind} worker did not finish in {WORKER_TIMEOUT_S:.0f} s") from exc
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER) :])
-    tail = "\n".join((proc.stdout.strip().splitlines() + proc.stderr.splitlines())[-15:])
-    raise BenchError(f"{kind} worker exited with {proc.returncode} and no result:\n{tail}")
-
-
-def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server we started and everything it forked: SIGTERM, then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # The group may outlive its leader (MLflow's CLI execs uvicorn from a bash child).
-    with _suppress_lookup():
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@contextmanager
-def _suppress_lookup() -> Iterator[None]:
-    try:
-        yield
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-@contextmanager
-def running_server(
-    cmd: list[str], env: dict[str, str], home: Path, ready_path: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """Start a server in its own process group, wait until ready, stop it on exit."""
-    log = home / "server.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=home,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        base = cmd_base_url(cmd)
-        took = wait_healthy(base + ready_path, proc, log, SERVER_START_TIMEOUT_S)
-        yield base, proc, took
-    finally:
-        stop_process_group(proc)
+    return run_worker_script(
+        python,
+        __file__,
+        [kind, json.dumps(spec)],
+        env=env,
+        cwd=cwd,
+        timeout=WORKER_TIMEOUT_S,
+        what=f"{kind} worker",
+    )
 
 
 def cmd_base_url(cmd: list[str]) -> str:
@@ -375,7 +324,9 @@ def measure_server(
     served = Served(subject)
     say(f"[{subject.label}] starting: {shlex.join(cmd)}")
     try:
-        with running_server(cmd, env, home, subject.ready_path) as (base, proc, took):
+        base = cmd_base_url(cmd)
+        ready = base + subject.ready_path
+        with running_server(cmd, env, home, ready, SERVER_START_TIMEOUT_S) as (proc, took):
             served.startup_s = took
             say(f"    ready after {took:.1f} s")
             width = max(args.concurrency)
@@ -517,9 +468,6 @@ def fmt_latency(seconds: float) -> str:
         return f"{us:.0f} µs"
     ms = us / 1000
     return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms"
-
-
-Table = tuple[list[str], list[list[str]]]
 
 
 def build_tables(
@@ -744,25 +692,6 @@ def notes(
     return out
 
 
-def write_results(
-    path: Path,
-    tables: list[Table],
-    note_lines: list[str],
-    header: list[str],
-    started: str,
-) -> None:
-    """Append a dated section with machine, versions and the tables to ``path``."""
-    parts = [f"## Serving: loopml vs MLflow — {started}\n", *header, ""]
-    for head, rows in tables:
-        parts.append(render_markdown(head, rows) + "\n")
-    parts.extend(f"- {line}" for line in note_lines)
-    previous = path.read_text(encoding="utf-8") if path.exists() else ""
-    with path.open("a", encoding="utf-8") as fh:
-        if previous and not previous.endswith("\n\n"):
-            fh.write("\n" if previous.endswith("\n") else "\n\n")
-        fh.write("\n".join(parts) + "\n")
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse the command line."""
     d = " (default: %(default)s)"
@@ -798,10 +727,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=DEFAULT_ANCHOR_PYTHON,
         help="interpreter with MLflow (default: benchmarks/.venv-anchors/bin/python)",
     )
-    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
-    p.add_argument("--keep", action="store_true", help="keep the temporary stores and logs")
-    p.add_argument("--write", action="store_true", help="append the results to --results")
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    add_output_options(p)
     args = p.parse_args(argv)
     if (
         min(args.requests, args.warmup, args.health_requests, args.bare_calls, *args.concurrency)
@@ -812,18 +738,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print (and optionally write) the results."""
     raw = list(sys.argv[1:] if argv is None else argv)
     if len(raw) == 3 and raw[0] == "--worker":
         return worker_main(raw[1], raw[2])
     args = parse_args(raw)
-    # SIGTERM becomes SystemExit so the finally blocks stop the servers we started.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     loopml_cli = Path(sys.executable).parent / "loopml"
@@ -834,12 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "loopml" in args.tools and not loopml_cli.exists():
         say(f"error: {loopml_cli} does not exist (run this with the project's .venv/bin/python)")
         return 2
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        say(
-            f"warning: 1-minute load average is {load_start:.2f} before starting; other "
-            "processes compete for the CPU and make the numbers noisier"
-        )
+    load_start = load_at_start()
     work = args.work_dir.resolve() / datetime.now().strftime("serving-%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
     results: list[Served] = []
@@ -909,8 +825,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tables, facts = build_tables(floor, results, args.bare_calls)
     note_lines = notes(args, results, floor, facts, versions)
     print()
-    for head, rows in tables:
-        print(render_plain(head, rows) + "\n")
+    captioned = [("", table) for table in tables]
+    print_tables_plain(captioned)
     for line in note_lines:
         print(f"* {line}")
     failed = [s for s in results if s.error is not None]
@@ -923,19 +839,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("not writing RESULTS.md: some measurements failed")
             return 1
         lv, mv = versions["loopml"], versions["mlflow"]
-        header = [
-            f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, "
-            f"{platform.platform()}",
-            f"- Versions: loopml {tool_version('loopml')} (uvicorn {lv.get('uvicorn', '?')}, "
+        header = run_facts(
+            f"loopml {tool_version('loopml')} (uvicorn {lv.get('uvicorn', '?')}, "
             f"FastAPI {lv.get('fastapi', '?')}, pandas {lv.get('pandas', '?')}); MLflow "
             f"{tool_version('mlflow', mlflow_python)} (uvicorn {mv.get('uvicorn', '?')}, FastAPI "
             f"{mv.get('fastapi', '?')}, pandas {mv.get('pandas', '?')}); Python "
             f"{platform.python_version()}",
-            f"- 1-minute load average: {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at "
-            f"the end; benchmark took {total:.0f} s",
-            f"- Command: `{shlex.join(['python', 'benchmarks/bench_serving.py', *raw])}`",
-        ]
-        write_results(args.results, tables, note_lines, header, started_at)
+            load_span(load_start),
+            f"{total:.0f} s",
+            ["python", "benchmarks/bench_serving.py", *raw],
+        )
+        append_section(
+            args.results,
+            f"Serving: loopml vs MLflow — {started_at}",
+            header,
+            captioned,
+            note_lines,
+        )
         say(f"appended results to {args.results}")
     return 1 if failed else 0
 
@@ -943,14 +863,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def tool_version(dist: str, python: Path | None = None) -> str:
     """The installed version of ``dist`` as ``python`` (default: this one) sees it."""
     code = f"from importlib import metadata; print(metadata.version({dist!r}))"
-    proc = subprocess.run(
-        [str(python or sys.executable), "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return proc.stdout.strip() or "?"
+    try:
+        return run_code(
+            python or Path(sys.executable),
+            code,
+            env=dict(os.environ),
+            timeout=60,
+            failure=f"no {dist}",
+        )
+    except (BenchError, subprocess.TimeoutExpired):
+        return "?"
 
 
 if __name__ == "__main__":

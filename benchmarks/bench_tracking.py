@@ -25,18 +25,12 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,15 +38,32 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _report import cpu_model, render_markdown, render_plain, say
+from _common import (
+    BenchError,
+    dist_version,
+    emit_result,
+    exit_on_sigterm,
+    free_port,
+    parse_result,
+    run_code,
+    running_server,
+    watchdog,
+)
+from _report import (
+    BENCH_DIR,
+    Table,
+    add_output_options,
+    append_section,
+    load_at_start,
+    load_span,
+    render_plain,
+    run_facts,
+    say,
+    write_raw_json,
+)
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-DEFAULT_ANCHOR_PYTHON = HERE / ".venv-anchors" / "bin" / "python"
-DEFAULT_WORK_DIR = HERE / ".work"
-DEFAULT_RESULTS = HERE / "RESULTS.md"
+DEFAULT_ANCHOR_PYTHON = BENCH_DIR / ".venv-anchors" / "bin" / "python"
 
-RESULT_MARKER = "BENCH_RESULT "
 PROGRESS_MARKER = "BENCH_PROGRESS "
 TOOLS: tuple[str, ...] = ("loopml", "mlflow")
 LABELS = {"loopml": "loopml", "mlflow": "MLflow"}
@@ -112,7 +123,7 @@ def _worker_loopml(mode: str, n: int, repeat: int, run_name: str) -> dict[str, A
         "times": times,
         "import_s": import_s,
         "stored": stored,
-        "version": _dist_version("loopml", getattr(lm, "__version__", "?")),
+        "version": dist_version("loopml", getattr(lm, "__version__", "?")),
     }
 
 
@@ -166,15 +177,6 @@ def _progress(rep: int, repeat: int, seconds: float) -> None:
     sys.stderr.flush()
 
 
-def _dist_version(dist: str, fallback: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return fallback
-
-
 def worker_main(spec_json: str) -> int:
     """Entry point of the worker subprocess: run one measurement and print its JSON result."""
     spec = json.loads(spec_json)
@@ -191,9 +193,7 @@ def worker_main(spec_json: str) -> int:
         if db.is_file():
             with sqlite3.connect(db) as conn:
                 result["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    sys.stdout.write("\n" + RESULT_MARKER + json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+    return emit_result(result)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,10 +262,6 @@ class ToolSetup:
         return self.python.parent / self.name
 
 
-class BenchError(RuntimeError):
-    """A measurement or a server could not be run."""
-
-
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """Return the parent environment without any loopml/MLflow settings, plus ``extra``."""
     env = {
@@ -313,9 +309,7 @@ def run_worker(
             stderr=subprocess.PIPE,
             text=True,
         )
-        watchdog = threading.Timer(WORKER_TIMEOUT_S, proc.kill)
-        watchdog.start()
-        try:
+        with watchdog(proc, WORKER_TIMEOUT_S):
             assert proc.stderr is not None
             for line in proc.stderr:
                 if line.startswith(PROGRESS_MARKER):
@@ -324,57 +318,13 @@ def run_worker(
                 else:
                     other.append(line.rstrip("\n"))
             proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:  # interrupted: never leave a worker behind
-                proc.kill()
-                proc.wait()
         out.seek(0)
         stdout = out.read()
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARKER) :])
-            break
-    else:
-        tail = "\n".join((stdout.strip().splitlines() + other)[-15:])
-        raise BenchError(f"worker exited with {proc.returncode} and no result:\n{tail}")
+    result: dict[str, Any] = parse_result(stdout, "\n".join(other), proc.returncode)
     short = [k for k in result["stored"] if k != n]
     if short:
         raise BenchError(f"{tool.name} stored {short[0]} of {n} metrics in a run")
     return result
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
-    """Poll ``url`` until it answers 200; return the seconds it took."""
-    start = time.perf_counter()
-    deadline = start + timeout
-    while time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"server exited with {proc.returncode}:\n{tail_of(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return time.perf_counter() - start
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"server not healthy at {url} after {timeout:.0f} s:\n{tail_of(log)}")
-
-
-def tail_of(path: Path, lines: int = 20) -> str:
-    """Return the last lines of a log file (or a note that it is empty)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
 def server_command(tool: ToolSetup, port: int, home: Path, workers: int) -> list[str]:
@@ -412,7 +362,7 @@ def server_command(tool: ToolSetup, port: int, home: Path, workers: int) -> list
 
 
 @contextmanager
-def running_server(tool: ToolSetup, home: Path, workers: int) -> Iterator[str]:
+def tracking_server(tool: ToolSetup, home: Path, workers: int) -> Iterator[str]:
     """Start ``tool``'s server on a free port, wait for ``/health`` and stop it afterwards."""
     port = free_port()
     # MLflow 3 also starts a background job runner (GenAI jobs, several huey consumers) that
@@ -420,40 +370,11 @@ def running_server(tool: ToolSetup, home: Path, workers: int) -> Iterator[str]:
     env = clean_env(
         {"LOOPML_HOME": str(home), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **tool.extra_env}
     )
-    log = home / "server.log"
     cmd = server_command(tool, port, home, workers)
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=home,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        took = wait_healthy(f"{base}/health", proc, log, SERVER_START_TIMEOUT_S)
+    base = f"http://127.0.0.1:{port}"
+    with running_server(cmd, env, home, f"{base}/health", SERVER_START_TIMEOUT_S) as (_, took):
         say(f"    {LABELS[tool.name]} server healthy on port {port} after {took:.1f} s")
         yield base
-    finally:
-        stop_process_group(proc)
-
-
-def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server we started (and its workers): SIGTERM, then SIGKILL after 15 s."""
-    if proc.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def fresh_dir(work_dir: Path, label: str) -> Path:
@@ -484,7 +405,7 @@ def measure(
             if scenario.remote:
                 client_home = home / "client"
                 client_home.mkdir()
-                with running_server(tool, home, workers) as base:
+                with tracking_server(tool, home, workers) as base:
                     env = clean_env(
                         {
                             "LOOPML_HOME": str(client_home),
@@ -547,19 +468,13 @@ def probe_version(tool: ToolSetup) -> str:
         f"from importlib import metadata; import {tool.name}; "
         f"print(metadata.version({tool.name!r}))"
     )
-    proc = subprocess.run(
-        [str(tool.python), "-c", code],
+    return run_code(
+        tool.python,
+        code,
         env=clean_env({}),
-        cwd=tempfile.gettempdir(),
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
+        failure=f"cannot import {tool.name} with {tool.python}",
     )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise BenchError(f"cannot import {tool.name} with {tool.python}:\n{tail}")
-    return proc.stdout.strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,9 +512,6 @@ def cell(m: Measurement | None, which: str) -> str:
     if not m.ok:
         return "failed"
     return fmt_s(m.median if which == "median" else m.best)
-
-
-Table = tuple[list[str], list[list[str]]]
 
 
 def build_tables(results: list[dict[str, Measurement]], extrapolate_to: int) -> list[Table]:
@@ -758,40 +670,6 @@ def runtimes(results: list[dict[str, Measurement]]) -> str:
     return "; ".join(f"{LABELS[t]} on {v}" for t, v in seen.items()) or "no worker finished"
 
 
-def write_results(
-    path: Path,
-    tables: list[Table],
-    note_lines: list[str],
-    versions: dict[str, str],
-    env_info: dict[str, str],
-    argv: list[str],
-) -> None:
-    """Append a dated section with machine, versions and the tables to ``path``."""
-    parts = []
-    if not path.exists():
-        parts.append(
-            "# Benchmark results\n\nMeasured numbers only, appended by the "
-            "`--write` option of the scripts in this folder. See `README.md` for "
-            "the method.\n"
-        )
-    vers = ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items())
-    parts.append(f"## Tracking: loopml vs MLflow — {env_info['started']}\n")
-    parts.append(
-        f"- Machine: {os.cpu_count()} cores (os.cpu_count()), {cpu_model()}, {platform.platform()}"
-    )
-    parts.append(f"- Versions: {vers}; {env_info['runtime']}")
-    parts.append(f"- 1-minute load average: {env_info['load']}; benchmark took {env_info['total']}")
-    parts.append(f"- Command: `{shlex.join(argv)}`\n")
-    for head, rows in tables:
-        parts.append(render_markdown(head, rows) + "\n")
-    parts.extend(f"- {line}" for line in note_lines)
-    previous = path.read_text(encoding="utf-8") if path.exists() else ""
-    with path.open("a", encoding="utf-8") as fh:
-        if previous and not previous.endswith("\n\n"):
-            fh.write("\n" if previous.endswith("\n") else "\n\n")
-        fh.write("\n".join(parts) + "\n")
-
-
 def chosen_scenarios(args: argparse.Namespace) -> list[Scenario]:
     """Return the scenarios selected with ``--scenarios``, in table order."""
     wanted = set(args.scenarios)
@@ -867,23 +745,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="interpreter with MLflow installed (default: "
         "benchmarks/.venv-anchors/bin/python, see setup_anchors.sh)",
     )
-    p.add_argument(
-        "--work-dir",
-        type=Path,
-        default=DEFAULT_WORK_DIR,
-        help="where the temporary stores are created (default: benchmarks/.work)",
-    )
-    p.add_argument("--keep", action="store_true", help="keep the temporary stores")
-    p.add_argument("--write", action="store_true", help="append the results to --results")
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=DEFAULT_RESULTS,
-        help="results file (default: benchmarks/RESULTS.md)",
-    )
-    p.add_argument(
-        "--json", type=Path, default=None, metavar="PATH", help="also dump the raw timings as JSON"
-    )
+    add_output_options(p, raw_json="the raw timings")
     args = p.parse_args(argv)
     if args.remote_one_by_one_n is None:
         args.remote_one_by_one_n = min(args.one_by_one_n, DEFAULT_REMOTE_ONE_BY_ONE_N)
@@ -892,18 +754,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print (and optionally write) the results."""
     raw = list(sys.argv[1:] if argv is None else argv)
     if len(raw) == 2 and raw[0] == "--worker":
         return worker_main(raw[1])
     args = parse_args(raw)
-    # Turn SIGTERM into SystemExit so the servers and workers we started are stopped too.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    exit_on_sigterm()
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     pythons = {"loopml": args.loopml_python, "mlflow": args.mlflow_python}
@@ -921,12 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"error: {exc}")
             return 2
     say("versions: " + ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items()))
-    load_start = os.getloadavg()[0]
-    if load_start > 0.5:
-        say(
-            f"warning: 1-minute load average is {load_start:.2f} before starting; other "
-            "processes compete for the CPU and make the numbers noisier"
-        )
+    load_start = load_at_start()
 
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
     work_dir = args.work_dir.resolve() / run_id
@@ -960,47 +812,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     env_info = {
         "runtime": runtimes(results),
         "started": started_at,
-        "load": f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end",
+        "load": load_span(load_start),
         "total": f"{total:.0f} s",
     }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "versions": versions,
-                    "env": env_info,
-                    "cpu_count": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "results": [
-                        {
-                            "tool": m.tool,
-                            "scenario": m.scenario.key,
-                            "n": m.n,
-                            "times": m.times,
-                            "error": m.error,
-                            "extra": m.extra,
-                        }
-                        for r in results
-                        for m in r.values()
-                    ],
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
+        write_raw_json(
+            args.json,
+            args,
+            {
+                "versions": versions,
+                "env": env_info,
+                "results": [
+                    {
+                        "tool": m.tool,
+                        "scenario": m.scenario.key,
+                        "n": m.n,
+                        "times": m.times,
+                        "error": m.error,
+                        "extra": m.extra,
+                    }
+                    for r in results
+                    for m in r.values()
+                ],
+            },
         )
     if args.write:
         if failed:
             say("not writing RESULTS.md: some measurements failed")
             return 1
-        write_results(
+        vers = ", ".join(f"{LABELS[t]} {v}" for t, v in versions.items())
+        append_section(
             args.results,
-            tables,
+            f"Tracking: loopml vs MLflow — {started_at}",
+            run_facts(
+                f"{vers}; {env_info['runtime']}",
+                env_info["load"],
+                env_info["total"],
+                ["python", "benchmarks/bench_tracking.py", *raw],
+            ),
+            [("", table) for table in tables],
             note_lines,
-            versions,
-            env_info,
-            ["python", "benchmarks/bench_tracking.py", *raw],
         )
         say(f"appended results to {args.results}")
     return 1 if failed else 0

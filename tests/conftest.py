@@ -16,7 +16,10 @@ import pytest
 
 if TYPE_CHECKING:
     import httpx
+    import pandas as pd
     from starlette.types import ASGIApp
+
+    from loopml.config import Settings
 
 REQUIRE_SERVICES = os.environ.get("LOOPML_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get("LOOPML_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -60,18 +63,85 @@ def serve_app(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[httpx.Client]:
         thread.join(timeout=10)
 
 
+#: Settings a caller's environment might carry that would point tests at a real store.
+_SETTINGS = (
+    "LOOPML_STORE_URI",
+    "LOOPML_ARTIFACT_URI",
+    "LOOPML_TRACKING_URI",
+    "LOOPML_TRACKING_TOKEN",
+    "LOOPML_EXPERIMENT_NAME",
+)
+
+
+def register_iris(
+    name: str = "iris", *, columns: list[str] | None = None, background: bool = False
+) -> pd.DataFrame:
+    """Log a LogisticRegression fitted on iris in a run; register it as ``name@champion`` (v1).
+
+    Parameters
+    ----------
+    name : str
+        The registered model name.
+    columns : list of str, optional
+        Feature names to use instead of sklearn's (``"sepal length (cm)"``, ...).
+    background : bool
+        Store the features as the model's explanation background too.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The 150 feature rows the model was fitted on.
+    """
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    import loopml as lm
+
+    features, target = load_iris(return_X_y=True, as_frame=True)
+    if columns is not None:
+        features.columns = columns
+    extra = {"background": features} if background else {}
+    with lm.start_run():
+        info = lm.log_model(
+            LogisticRegression(max_iter=300).fit(features, target),
+            "model",
+            input_example=features.head(),
+            **extra,
+        )
+    lm.registry.register(info.uri, name)
+    lm.registry.set_alias(name, "champion", 1, reason="first")
+    frame: pd.DataFrame = features
+    return frame
+
+
+@contextmanager
+def module_home(tmp_path_factory: pytest.TempPathFactory, label: str) -> Iterator[Path]:
+    """A store of its own for a module-scoped fixture, which runs before any per-test home.
+
+    Inside the block ``LOOPML_HOME`` is a fresh folder (and the working directory), the other
+    ``LOOPML_*`` settings are unset and the fluent state is clean; all is undone afterwards.
+    """
+    from loopml.tracking import fluent
+
+    root = tmp_path_factory.mktemp(label)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOOPML_HOME", str(root / "loopml-home"))
+        for name in _SETTINGS:
+            patch.delenv(name, raising=False)
+        patch.chdir(root)
+        fluent._reset_for_tests()
+        try:
+            yield root
+        finally:
+            fluent._reset_for_tests()
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own embedded store and a clean fluent state."""
     home = tmp_path / "loopml-home"
     monkeypatch.setenv("LOOPML_HOME", str(home))
-    for name in (
-        "LOOPML_STORE_URI",
-        "LOOPML_ARTIFACT_URI",
-        "LOOPML_TRACKING_URI",
-        "LOOPML_TRACKING_TOKEN",
-        "LOOPML_EXPERIMENT_NAME",
-    ):
+    for name in _SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     from loopml.tracking import fluent
@@ -103,6 +173,16 @@ def pg_uri() -> Iterator[str]:
     dispose_all()
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Settings over each SQL store in turn: the embedded SQLite one, then PostgreSQL."""
+    from loopml.config import load_settings
+
+    if request.param == "postgres":
+        return load_settings(store_uri=request.getfixturevalue("pg_uri"))
+    return load_settings()
 
 
 class LiveServer:

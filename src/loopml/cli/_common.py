@@ -22,6 +22,18 @@ RunIdArgument = Annotated[
         help=f"Run id, or a unique prefix of at least {MIN_PREFIX_LENGTH} characters.",
     ),
 ]
+ModelSpecArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="SPEC", help="The model: name@alias, name/3, models:/... or runs:/<id>/<path>."
+    ),
+]
+#: Where a server listens; each command gives its own default (``= "127.0.0.1"``, ``= 8080``).
+HostOption = Annotated[
+    str,
+    typer.Option("--host", help="Interface to listen on; 0.0.0.0 listens on every interface."),
+]
+PortOption = Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")]
 
 
 def service() -> TrackingService:

@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from loopml.entities._json import jsonable
+
 #: Characters of a run id shown in tables; ``loopml`` accepts such prefixes back.
 SHORT_ID_LENGTH = 8
 
@@ -75,17 +77,6 @@ def print_note(message: str, *, err: bool = False) -> None:
     console.print(Text(message, style="dim"), soft_wrap=True)
 
 
-def _jsonable(value: Any) -> Any:
-    """Make ``value`` strict JSON: NaN and infinities become strings, tuples lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def print_json(data: Any) -> None:
     """Write ``data`` as indented, strictly valid JSON on stdout.
 
@@ -94,7 +85,7 @@ def print_json(data: Any) -> None:
     data : Any
         JSON-able data; non-finite floats are written as strings (as the REST API does).
     """
-    sys.stdout.write(json.dumps(_jsonable(data), indent=2, ensure_ascii=False, default=str))
+    sys.stdout.write(json.dumps(jsonable(data), indent=2, ensure_ascii=False, default=str))
     sys.stdout.write("\n")
     sys.stdout.flush()
 

@@ -6,17 +6,12 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli._common import JsonOption
+from loopml.cli._common import JsonOption, ModelSpecArgument
 from loopml.cli._output import print_json, print_success, render_pairs
 
 
 def batch_score(
-    spec: Annotated[
-        str,
-        typer.Argument(
-            metavar="SPEC", help="The model: name@alias, name/3, models:/... or runs:/<id>/<path>."
-        ),
-    ],
+    spec: ModelSpecArgument,
     source: Annotated[
         str,
         typer.Argument(metavar="INPUT", help="A .parquet or .csv file, local or a URL (s3://)."),

@@ -18,12 +18,12 @@ from rich.text import Text
 from loopml.cli._common import JsonOption
 from loopml.cli._output import (
     Column,
-    _jsonable,
     print_json,
     print_note,
     render_table,
     stdout_console,
 )
+from loopml.entities._json import jsonable
 
 if TYPE_CHECKING:
     from loopml.training.ci import CIReport, CIService
@@ -184,7 +184,7 @@ def _write_report(path: Path, data: dict[str, Any]) -> None:
     """Write whole or not at all: a temporary file next to the target, then a rename."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
+        temporary.write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loopml.cli._common import JsonOption
+from loopml.cli._common import HostOption, JsonOption, PortOption
 from loopml.cli._output import (
     Column,
     emit,
@@ -283,11 +283,8 @@ def list_deployments(as_json: JsonOption = False) -> None:
 @app.command("serve")
 def serve(
     name: NameArgument,
-    host: Annotated[
-        str,
-        typer.Option("--host", help="Interface to listen on; 0.0.0.0 listens on every interface."),
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8080,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8080,
     reload_interval: Annotated[
         float,
         typer.Option(

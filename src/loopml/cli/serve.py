@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from loopml.cli._common import HostOption, PortOption
 from loopml.errors import InvalidInput
 
 
@@ -21,11 +22,8 @@ def serve(
             help="The model to serve: churn@champion, churn/3 or runs:/<run_id>/model.",
         ),
     ],
-    host: Annotated[
-        str,
-        typer.Option("--host", help="Interface to listen on; 0.0.0.0 listens on every interface."),
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8080,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8080,
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Server processes, each with the model.")
     ] = 1,

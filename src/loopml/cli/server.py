@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loopml.cli._common import JsonOption
+from loopml.cli._common import HostOption, JsonOption, PortOption
 from loopml.cli._output import (
     Column,
     emit,
@@ -45,14 +45,8 @@ class Role(str, enum.Enum):
 @app.callback(invoke_without_command=True)
 def server(
     ctx: typer.Context,
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host",
-            help="Interface to listen on; 0.0.0.0 listens on every interface.",
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 5000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 5000,
     auth: Annotated[
         bool,
         typer.Option(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loopml.cli._common import JsonOption
+from loopml.cli._common import JsonOption, ModelSpecArgument
 from loopml.cli._output import print_json, print_success, render_pairs, stderr_console
 
 if TYPE_CHECKING:
@@ -19,12 +19,7 @@ if TYPE_CHECKING:
 
 
 def stream_score(
-    spec: Annotated[
-        str,
-        typer.Argument(
-            metavar="SPEC", help="The model: name@alias, name/3, models:/... or runs:/<id>/<path>."
-        ),
-    ],
+    spec: ModelSpecArgument,
     source: Annotated[
         str,
         typer.Option(

@@ -10,12 +10,12 @@ the script element.
 from __future__ import annotations
 
 import html
-import json
 import math
 from typing import Any
 
 import numpy as np
 
+from loopml.data._html import render_page
 from loopml.data.profile import ColumnProfile, DatasetProfile, Scalar
 
 __all__ = ["render_profile_html"]
@@ -24,25 +24,14 @@ _LABEL_CHARS = 40
 _SEVERITIES = ("error", "warning", "info")
 _QUANTILE_NAMES = {0.5: "median"}
 
+# The rules of this page's own elements; the shared ones are in loopml.data._html.
 _CSS = """
-:root { --fg: #1f2933; --muted: #616e7c; --line: #e4e7eb; --bg: #f5f7fa; --accent: #2f6fde;
-        --bad: #c62828; --warn: #b26a00; --good: #2e7d32; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 16px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; word-break: break-word; }
-h2 { font-size: 18px; margin: 0 0 12px; word-break: break-word; }
-.muted { color: var(--muted); }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px;
-        padding: 16px 20px; margin-top: 16px; }
 table { border-collapse: collapse; }
 th, td { text-align: left; padding: 4px 12px 4px 0; vertical-align: top; }
 table.grid { width: 100%; }
 table.grid th { border-bottom: 2px solid var(--line); }
 table.grid td { border-bottom: 1px solid var(--line); word-break: break-word; }
 table.stats th { color: var(--muted); font-weight: normal; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .column-body { display: flex; flex-wrap: wrap; gap: 16px; }
 .column-body table { flex: 0 0 280px; }
 .chart { flex: 1 1 520px; min-height: 300px; }
@@ -76,8 +65,6 @@ def render_profile_html(
     str
         The HTML document, with plotly.js inline and no external resources.
     """
-    from plotly.offline import get_plotlyjs
-
     figures: list[dict[str, Any]] = []
     sections = []
     for index, column in enumerate(profile.columns):
@@ -86,26 +73,17 @@ def render_profile_html(
             figures.append(figure)
         sections.append(_column_section(column, index, has_chart=figure is not None))
     anchors = {c.name: f"column-{i}" for i, c in enumerate(profile.columns)}
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_text(title)}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        f'<header><h1>{_text(title)}</h1><p class="muted">Dataset profile</p></header>',
-        _overview(profile),
-        "" if validation is None else _validation(validation, anchors),
-        *sections,
-        "</main>",
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        '<script type="text/javascript">',
-        f"const figures = {_script_json(figures)};",
-        "for (const f of figures) {",
-        "  Plotly.newPlot(f.id, f.data, f.layout, {displaylogo: false, responsive: true});",
-        "}",
-        "</script></body></html>",
-    ]
-    return "\n".join(part for part in parts if part)
+    return render_page(
+        title=title,
+        subtitle="Dataset profile",
+        css=_CSS,
+        sections=[
+            _overview(profile),
+            "" if validation is None else _validation(validation, anchors),
+            *sections,
+        ],
+        figures=figures,
+    )
 
 
 def _overview(profile: DatasetProfile) -> str:
@@ -258,20 +236,6 @@ def _figure(column: ColumnProfile, element: str) -> dict[str, Any] | None:
         layout["xaxis"] = {"type": "category", "automargin": True}
         return {"id": element, "data": [trace], "layout": layout}
     return None
-
-
-def _script_json(value: Any) -> str:
-    """JSON that is safe inside a script element: no ``<``, ``>`` or ``&`` in it."""
-    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    for raw, escaped in (
-        ("&", "\\u0026"),
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(raw, escaped)
-    return text
 
 
 def _epoch_ms(text: Scalar) -> float:

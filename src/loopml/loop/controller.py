@@ -167,7 +167,24 @@ class Controller:
         level = logging.DEBUG if kind.startswith("skipped") else logging.INFO
         logger.log(level, "policy %s: %s %s", policy.name, kind, retrain or "")
         self._recorded.append(event)
+        if kind == "promoted":
+            self._close_incidents(policy, evidence)
         return event
+
+    def _close_incidents(self, policy: LoopPolicyRecord, evidence: dict[str, Any]) -> None:
+        """Close the model's open alerts: they were about the version just replaced.
+
+        Otherwise a new version that is also failing would inherit the open incident, and
+        no new alert (hence no new trigger) would ever reach the loop for it.
+        """
+        from loopml.monitoring.service import get_service
+
+        model = policy.definition["model"]
+        reason = f"version {evidence.get('to_version')} promoted by policy {policy.name}"
+        try:
+            get_service().resolve_alerts(model, reason, time_ms=int(self._now() * 1000))
+        except Exception:  # monitoring trouble must not stop the loop
+            logger.exception("could not close the open alerts of %s", model)
 
     def _save(self, policy: LoopPolicyRecord, state: dict[str, Any]) -> None:
         self.store.set_loop_state(policy.name, state, time=int(self._now() * 1000))

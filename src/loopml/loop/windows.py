@@ -34,16 +34,6 @@ logger = logging.getLogger("loopml.loop")
 
 #: Fewest rows a window needs; fewer cannot train and evaluate anything.
 MIN_ROWS = 10
-_LOG_COLUMNS = (
-    "request_id",
-    "row",
-    "model",
-    "version",
-    "variant",
-    "latency_ms",
-    "prediction",
-    "probability",
-)
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,7 @@ def logged_rows(
     """
     import pandas as pd
 
-    from loopml.monitoring.predictions import predictions
+    from loopml.monitoring.predictions import RESERVED_COLUMNS, predictions
 
     frame = predictions(model, with_labels=True)
     info: dict[str, Any] = {"logged": int(len(frame))}
@@ -113,7 +103,9 @@ def logged_rows(
     info["labelled"] = int(len(frame))
     served_at = frame["timestamp"]
     renamed = {f"input.{c}": c for c in (timestamp, label) if f"input.{c}" in frame.columns}
-    frame = frame.drop(columns=[c for c in _LOG_COLUMNS if c in frame.columns])
+    # The log's own columns go; its timestamp and label may stand in for the policy's.
+    log_columns = [c for c in RESERVED_COLUMNS if c not in ("timestamp", "label")]
+    frame = frame.drop(columns=[c for c in log_columns if c in frame.columns])
     if timestamp != "timestamp":
         frame = frame.drop(columns=["timestamp"])
     if label != "label":

@@ -57,7 +57,19 @@ class ModelInfo:
         return f"runs:/{self.run_id}/{self.artifact_path}"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 hex digest of a file, as model manifests record it.
+
+    Parameters
+    ----------
+    path : Path
+        The file, read in 1 MiB chunks.
+
+    Returns
+    -------
+    str
+        The lowercase hex digest.
+    """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -116,7 +128,7 @@ def save_model_files(
         )
     background_info = _save_background(background, example_frame, signature, directory)
     details = chosen.save(model, directory)
-    files = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
+    files = {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.name != MANIFEST}
     manifest = {
         "format": 1,
         "flavor": chosen.name,
@@ -305,7 +317,7 @@ def load_logged_model(
             with target.open("wb") as out:
                 for chunk in tracking.read_artifact(run_id, f"{artifact_path}/{name}"):
                     out.write(chunk)
-            actual = _sha256(target)
+            actual = file_sha256(target)
             if actual != expected:
                 raise InvalidInput(
                     f"model file {name} of runs:/{run_id}/{artifact_path} changed since it was "

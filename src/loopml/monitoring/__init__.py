@@ -35,6 +35,7 @@ _EXPORTS = {
     "list_monitors": "loopml.monitoring.monitors",
     "load_monitor": "loopml.monitoring.monitors",
     "report": "loopml.monitoring.monitors",
+    "resolve_alerts": "loopml.monitoring.monitors",
     "run": "loopml.monitoring.monitors",
     "save": "loopml.monitoring.monitors",
     "status": "loopml.monitoring.monitors",

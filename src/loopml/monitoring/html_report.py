@@ -11,7 +11,6 @@ from the data or the caller is HTML-escaped and the chart data is embedded as JS
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 import tempfile
@@ -20,27 +19,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from loopml.data._html import render_page
 from loopml.monitoring.monitors import MonitorResult
 
 __all__ = ["render_report", "write_html"]
 
+# The rules of this page's own elements; the shared ones are in loopml.data._html.
 _CSS = """
-:root { --fg: #1f2933; --muted: #616e7c; --line: #e4e7eb; --bg: #f5f7fa; --accent: #2f6fde;
-        --bad: #c62828; --warn: #b26a00; --good: #2e7d32; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 16px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; word-break: break-word; }
-h2 { font-size: 18px; margin: 0 0 12px; }
-.muted { color: var(--muted); }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px;
-        padding: 16px 20px; margin-top: 16px; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 4px 12px 4px 0; border-bottom: 1px solid var(--line);
          vertical-align: top; word-break: break-word; }
 th { border-bottom: 2px solid var(--line); }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .plot { min-height: 300px; }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 12px; }
 .ok { color: var(--good); font-weight: 600; }
@@ -72,20 +61,6 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, int | float) and math.isfinite(float(value)):
         return float(value)
     return None
-
-
-def _script_json(value: Any) -> str:
-    """JSON that is safe inside a script element."""
-    text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
-    for raw, escaped in (
-        ("&", "\\u0026"),
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(raw, escaped)
-    return text
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
@@ -295,10 +270,7 @@ def render_report(status: dict[str, Any], history: Sequence[MonitorResult]) -> s
     str
         The HTML document, with plotly.js inline and no external resources.
     """
-    from plotly.offline import get_plotlyjs
-
     latest = history[0] if history else None
-    title = f"Monitoring report: {status.get('model', '')}"
     figures: list[dict[str, Any]] = []
     firing = list(status.get("firing") or [])
     sections = [
@@ -311,25 +283,13 @@ def render_report(status: dict[str, Any], history: Sequence[MonitorResult]) -> s
         sections.append(
             '<section class="card"><p class="muted">The monitor has not run yet.</p></section>'
         )
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_text(title)}</title>",
-        f"<style>{_CSS}</style></head><body><main>",
-        f'<header><h1>{_text(title)}</h1><p class="muted">Generated '
-        f"{_text(_when(datetime.now(timezone.utc).timestamp() * 1000))}</p></header>",
-        *sections,
-        "</main>",
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        '<script type="text/javascript">',
-        f"const figures = {_script_json(figures)};",
-        "for (const f of figures) {",
-        "  Plotly.newPlot(f.id, f.data, f.layout, {displaylogo: false, responsive: true});",
-        "}",
-        "</script></body></html>",
-    ]
-    return "\n".join(part for part in parts if part)
+    return render_page(
+        title=f"Monitoring report: {status.get('model', '')}",
+        subtitle=f"Generated {_when(datetime.now(timezone.utc).timestamp() * 1000)}",
+        css=_CSS,
+        sections=sections,
+        figures=figures,
+    )
 
 
 def write_html(text: str, path: str | Path) -> Path:

@@ -478,6 +478,11 @@ def status(model: str) -> dict[str, Any]:
     return _service().status(model)
 
 
+def resolve_alerts(model: str, reason: str) -> int:
+    """Resolve the firing alerts of a model's monitors (its served version changed)."""
+    return _service().resolve_alerts(model, reason)
+
+
 def history(model: str, n: int = 20) -> list[MonitorResult]:
     """The last ``n`` runs of a model's monitor, newest first."""
     return _service().history(model, n)

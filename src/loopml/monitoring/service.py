@@ -534,6 +534,24 @@ class MonitorService:
             "firing": [a.to_dict() for a in self.store.list_alerts(monitor, "firing")],
         }
 
+    def resolve_alerts(self, model: str, reason: str, *, time_ms: int | None = None) -> int:
+        """Resolve every firing alert of the monitors of ``model``; return how many.
+
+        An incident belongs to the version that was serving when it opened: when another
+        version takes over (a promotion), its alerts are closed, so a check that still
+        fails on the new version opens a new incident and is announced again.
+        """
+        when = time_ms if time_ms is not None else int(self.clock().timestamp() * 1000)
+        resolved = 0
+        for monitor in self.list_monitors(model):
+            for alert in self.store.list_alerts(monitor.name, "firing", limit=1000):
+                self.store.resolve_alert(alert.id, when)
+                logger.warning(
+                    "alert %s of monitor %s resolved: %s", alert.check, monitor.name, reason
+                )
+                resolved += 1
+        return resolved
+
     def history(self, model: str, n: int = 20) -> list[MonitorResult]:
         """The last ``n`` runs, newest first."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -333,14 +333,6 @@ def _check_file_name(name: str) -> None:
         raise InvalidInput(f"the model manifest names an invalid file {name!r}", field="model")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _slug(name: str) -> str:
     """A Kubernetes object name (DNS-1123 label) for a model name."""
     slug = _SLUG.sub("-", name.lower()).strip("-")[:63].rstrip("-")
@@ -629,7 +621,7 @@ def load_model_folder(directory: str | Path, name: str, version: int) -> LoadedM
     import io
 
     from loopml.models.flavors import FLAVORS
-    from loopml.models.storage import INPUT_EXAMPLE, MANIFEST, LoadedModel
+    from loopml.models.storage import INPUT_EXAMPLE, MANIFEST, LoadedModel, file_sha256
 
     folder = Path(directory)
     try:
@@ -644,7 +636,7 @@ def load_model_folder(directory: str | Path, name: str, version: int) -> LoadedM
     for file_name, expected in manifest["files"].items():
         _check_file_name(file_name)
         path = folder / file_name
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or file_sha256(path) != expected:
             raise InvalidInput(
                 f"model file {path} is missing or changed since the bundle was built; "
                 "refusing to load it",

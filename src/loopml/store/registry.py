@@ -43,19 +43,16 @@ def open_tracking_stores(settings: Settings) -> TrackingStores:
 
         rest = RestTrackingStore(settings.tracking_uri, token=settings.tracking_token)
         return TrackingStores(experiments=rest, runs=rest, artifacts=rest, auth=None)
-    from loopml.store.artifacts import open_blob_store
     from loopml.store.artifacts_index import IndexedArtifactStore
     from loopml.store.sql import SqlTrackingStore
 
     sql = SqlTrackingStore(settings.resolved_store_uri)
-    blobs = open_blob_store(settings.resolved_artifact_uri)
-    return TrackingStores(
-        experiments=sql, runs=sql, artifacts=IndexedArtifactStore(blobs, sql), auth=sql
-    )
+    artifacts = IndexedArtifactStore(_blob_store(settings), sql)
+    return TrackingStores(experiments=sql, runs=sql, artifacts=artifacts, auth=sql)
 
 
-def _require_direct_stores(settings: Settings, what: str) -> None:
-    """Refuse a tracking-server-only configuration for capabilities that use the stores.
+def _direct_store_uri(settings: Settings, what: str) -> str:
+    """The metadata store URI, refusing a tracking-server-only configuration.
 
     Tracking goes through the server's REST API; datasets, pipelines and the registry read
     and write the metadata and artifact stores directly (the server exposes read routes and
@@ -68,6 +65,14 @@ def _require_direct_stores(settings: Settings, what: str) -> None:
             "LOOPML_TRACKING_URI",
             field="tracking_uri",
         )
+    return settings.resolved_store_uri
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    """The blob store of the settings' artifact URI."""
+    from loopml.store.artifacts import open_blob_store
+
+    return open_blob_store(settings.resolved_artifact_uri)
 
 
 @dataclass(frozen=True)
@@ -88,14 +93,10 @@ def open_data_stores(settings: Settings) -> DataStores:
         the metadata and artifact stores, so the client needs ``LOOPML_STORE_URI`` and
         ``LOOPML_ARTIFACT_URI`` rather than ``LOOPML_TRACKING_URI``.
     """
-    _require_direct_stores(settings, "dataset calls")
-    from loopml.store.artifacts import open_blob_store
+    uri = _direct_store_uri(settings, "dataset calls")
     from loopml.store.sql.datasets import SqlDatasetStore
 
-    return DataStores(
-        datasets=SqlDatasetStore(settings.resolved_store_uri),
-        blobs=open_blob_store(settings.resolved_artifact_uri),
-    )
+    return DataStores(datasets=SqlDatasetStore(uri), blobs=_blob_store(settings))
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,10 @@ class PipelineStores:
 
 def open_pipeline_stores(settings: Settings) -> PipelineStores:
     """Open the pipeline metadata store and the blob store the settings name."""
-    _require_direct_stores(settings, "pipeline runs")
-    from loopml.store.artifacts import open_blob_store
+    uri = _direct_store_uri(settings, "pipeline runs")
     from loopml.store.sql.pipelines import SqlPipelineStore
 
-    return PipelineStores(
-        pipelines=SqlPipelineStore(settings.resolved_store_uri),
-        blobs=open_blob_store(settings.resolved_artifact_uri),
-    )
+    return PipelineStores(pipelines=SqlPipelineStore(uri), blobs=_blob_store(settings))
 
 
 @dataclass(frozen=True)
@@ -128,22 +125,19 @@ class RegistryStores:
 
 def open_registry_stores(settings: Settings) -> RegistryStores:
     """Open the registry store the settings name."""
-    _require_direct_stores(settings, "model registry calls")
+    uri = _direct_store_uri(settings, "model registry calls")
     from loopml.store.sql.datasets import SqlDatasetStore
     from loopml.store.sql.registry import SqlRegistryStore
 
-    return RegistryStores(
-        registry=SqlRegistryStore(settings.resolved_store_uri),
-        lineage=SqlDatasetStore(settings.resolved_store_uri),
-    )
+    return RegistryStores(registry=SqlRegistryStore(uri), lineage=SqlDatasetStore(uri))
 
 
 def open_deployment_store(settings: Settings) -> DeploymentStore:
     """Open the store of deployment configurations and their events."""
-    _require_direct_stores(settings, "deployments")
+    uri = _direct_store_uri(settings, "deployments")
     from loopml.store.sql.deployments import SqlDeploymentStore
 
-    return SqlDeploymentStore(settings.resolved_store_uri)
+    return SqlDeploymentStore(uri)
 
 
 @dataclass(frozen=True)
@@ -156,27 +150,23 @@ class PredictionLogStores:
 
 def open_prediction_log_stores(settings: Settings) -> PredictionLogStores:
     """Open the prediction log index and the blob store holding its Parquet segments."""
-    _require_direct_stores(settings, "the prediction log")
-    from loopml.store.artifacts import open_blob_store
+    uri = _direct_store_uri(settings, "the prediction log")
     from loopml.store.sql.monitoring_log import SqlPredictionLogStore
 
-    return PredictionLogStores(
-        log=SqlPredictionLogStore(settings.resolved_store_uri),
-        blobs=open_blob_store(settings.resolved_artifact_uri),
-    )
+    return PredictionLogStores(log=SqlPredictionLogStore(uri), blobs=_blob_store(settings))
 
 
 def open_monitor_store(settings: Settings) -> MonitorStore:
     """Open the store of monitors, their runs, reference sketches and alerts."""
-    _require_direct_stores(settings, "monitors")
+    uri = _direct_store_uri(settings, "monitors")
     from loopml.store.sql.monitors import SqlMonitorStore
 
-    return SqlMonitorStore(settings.resolved_store_uri)
+    return SqlMonitorStore(uri)
 
 
 def open_loop_store(settings: Settings) -> LoopStore:
     """Open the store of continuous-training policies, their events and state."""
-    _require_direct_stores(settings, "continuous-training policies")
+    uri = _direct_store_uri(settings, "continuous-training policies")
     from loopml.store.sql.loop import SqlLoopStore
 
-    return SqlLoopStore(settings.resolved_store_uri)
+    return SqlLoopStore(uri)

@@ -10,13 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import Cli
 
 import loopml as lm
-from loopml.cli.main import app
 
-runner = CliRunner()
-WIDE = {"COLUMNS": "200"}
+cli = Cli()
 
 POLICY = """
 import loopml as lm
@@ -43,19 +41,6 @@ policy = lm.loop.Policy(
 )
 not_a_policy = 42
 """
-
-
-def _ok(args: list[str]) -> str:
-    result = runner.invoke(app, args, env=WIDE)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def _fails(args: list[str]) -> str:
-    result = runner.invoke(app, args, env=WIDE)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    return result.output
 
 
 @pytest.fixture
@@ -94,38 +79,40 @@ def policy_file(tmp_path: Path) -> Any:
 
 def test_apply_list_show_trigger_run_once_history(policy_file: Any) -> None:
     path = policy_file()
-    out = _ok(["loop", "apply", f"{path}:policy"])
+    out = cli.ok(["loop", "apply", f"{path}:policy"])
     assert "Applied policy bikes version 1" in out and "bikeshare@champion" in out
-    assert "Policy bikes is unchanged (version 1)" in _ok(["loop", "apply", f"{path}:policy"])
-    listed = _ok(["loop", "list"])
+    assert "Policy bikes is unchanged (version 1)" in cli.ok(["loop", "apply", f"{path}:policy"])
+    listed = cli.ok(["loop", "list"])
     assert "bikes" in listed and "last 30 days" in listed and "drift ≥ 0.3" in listed
-    assert json.loads(_ok(["loop", "list", "--json"]))[0]["version"] == 1
+    assert json.loads(cli.ok(["loop", "list", "--json"]))[0]["version"] == 1
 
-    assert "Recorded trigger event" in _ok(["loop", "trigger", "bikes", "--reason", "new labels"])
-    ran = _ok(["loop", "run-once"])
+    assert "Recorded trigger event" in cli.ok(
+        ["loop", "trigger", "bikes", "--reason", "new labels"]
+    )
+    ran = cli.ok(["loop", "run-once"])
     for kind in ("triggered", "window_built", "trained", "gate_passed", "promoted"):
         assert kind in ran
     assert "manual (new labels): retrain" in ran
-    assert "Nothing to do" in _ok(["loop", "run-once"])
+    assert "Nothing to do" in cli.ok(["loop", "run-once"])
 
-    history = _ok(["loop", "history", "bikes"])
+    history = cli.ok(["loop", "history", "bikes"])
     assert "v1 → v2" in history and "applied" in history
-    events = json.loads(_ok(["loop", "history", "bikes", "--json", "-n", "3"]))
+    events = json.loads(cli.ok(["loop", "history", "bikes", "--json", "-n", "3"]))
     assert [e["kind"] for e in events] == ["trained", "gate_passed", "promoted"]
     assert events[-1]["evidence"]["to_version"] == 2
 
-    shown = _ok(["loop", "show", "bikes"])
+    shown = cli.ok(["loop", "show", "bikes"])
     assert "bikeshare@champion" in shown and "Last events" in shown
-    detail = json.loads(_ok(["loop", "show", "bikes", "--json"]))
+    detail = json.loads(cli.ok(["loop", "show", "bikes", "--json"]))
     assert detail["state"]["rollout"] is None and detail["events"]
 
     path = policy_file(cooldown="'1h'")
-    assert "version 2" in _ok(["loop", "apply", f"{path}:policy"])
+    assert "version 2" in cli.ok(["loop", "apply", f"{path}:policy"])
 
 
 def test_start_runs_the_controller(policy_file: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    _ok(["loop", "apply", f"{policy_file()}:policy"])
-    _ok(["loop", "trigger", "bikes"])
+    cli.ok(["loop", "apply", f"{policy_file()}:policy"])
+    cli.ok(["loop", "trigger", "bikes"])
     passes: list[list[Any]] = []
 
     def one_pass(self: Any, stop_event: Any = None) -> None:
@@ -133,7 +120,7 @@ def test_start_runs_the_controller(policy_file: Any, monkeypatch: pytest.MonkeyP
         self.close()
 
     monkeypatch.setattr(lm.loop.Controller, "run_forever", one_pass)
-    result = runner.invoke(app, ["loop", "start", "--poll-interval", "0.1"], env=WIDE)
+    result = cli.invoke(["loop", "start", "--poll-interval", "0.1"])
     assert result.exit_code == 0, result.output
     assert "Loop controller" in result.output
     assert [e.kind for e in passes[0]][-1] == "promoted"
@@ -141,14 +128,14 @@ def test_start_runs_the_controller(policy_file: Any, monkeypatch: pytest.MonkeyP
 
 def test_bad_input_is_one_line(policy_file: Any, tmp_path: Path) -> None:
     path = policy_file()
-    assert "must look like" in _fails(["loop", "apply", "no-colon"])
-    assert "does not exist" in _fails(["loop", "apply", f"{tmp_path}/none.py:policy"])
-    assert "not an lm.loop.Policy" in _fails(["loop", "apply", f"{path}:not_a_policy"])
-    assert "cannot load policy" in _fails(["loop", "apply", f"{path}:missing"])
-    assert "does not exist" in _fails(["loop", "show", "nobody"])
-    assert "does not exist" in _fails(["loop", "history", "nobody"])
-    assert "does not exist" in _fails(["loop", "trigger", "nobody"])
+    assert "must look like" in cli.fails(["loop", "apply", "no-colon"])
+    assert "does not exist" in cli.fails(["loop", "apply", f"{tmp_path}/none.py:policy"])
+    assert "not an lm.loop.Policy" in cli.fails(["loop", "apply", f"{path}:not_a_policy"])
+    assert "cannot load policy" in cli.fails(["loop", "apply", f"{path}:missing"])
+    assert "does not exist" in cli.fails(["loop", "show", "nobody"])
+    assert "does not exist" in cli.fails(["loop", "history", "nobody"])
+    assert "does not exist" in cli.fails(["loop", "trigger", "nobody"])
     broken = tmp_path / f"loop_cli_broken_{uuid.uuid4().hex[:8]}.py"
     broken.write_text(POLICY.replace("COOLDOWN", "'soon'"), encoding="utf-8")
-    assert "cooldown 'soon' is not a duration" in _fails(["loop", "apply", f"{broken}:policy"])
-    assert "No policies yet" in _ok(["loop", "list"])
+    assert "cooldown 'soon' is not a duration" in cli.fails(["loop", "apply", f"{broken}:policy"])
+    assert "No policies yet" in cli.ok(["loop", "list"])

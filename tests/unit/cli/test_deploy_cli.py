@@ -7,17 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
-from typer.testing import CliRunner
+from cli_helpers import Cli
 
 import loopml as lm
-from loopml.cli.main import app
+from conftest import register_iris
 from loopml.store.base import DeploymentEvent
 
-runner = CliRunner()
-WIDE = {"COLUMNS": "200"}
+cli = Cli()
+
 
 DEPLOYMENT = """\
 name: iris-api
@@ -32,35 +29,10 @@ on_alias_move: canary
 """
 
 
-def _invoke(args: list[str]) -> Result:
-    return runner.invoke(app, args, env=WIDE)
-
-
-def _ok(args: list[str]) -> str:
-    result = _invoke(args)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def _fails(args: list[str], *fragments: str) -> None:
-    result = _invoke(args)
-    assert result.exit_code == 2, result.output
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
-    assert "Traceback" not in result.output
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
 @pytest.fixture
 def iris() -> None:
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    with lm.start_run():
-        info = lm.log_model(
-            LogisticRegression(max_iter=300).fit(X, y), "model", input_example=X.head()
-        )
-    lm.registry.register(info.uri, "iris")
-    lm.registry.register(info.uri, "iris")
-    lm.registry.set_alias("iris", "champion", 1, reason="first")
+    register_iris()
+    lm.registry.register(lm.registry.resolve("iris/1").source, "iris")
 
 
 def _write(tmp_path: Path, text: str, name: str = "deployment.yaml") -> str:
@@ -71,14 +43,14 @@ def _write(tmp_path: Path, text: str, name: str = "deployment.yaml") -> str:
 
 def test_apply_status_history_and_list(iris: None, tmp_path: Path) -> None:
     path = _write(tmp_path, DEPLOYMENT)
-    out = _ok(["deploy", "apply", path])
+    out = cli.ok(["deploy", "apply", path])
     assert "Applied iris-api revision 1: blue primary 72% → iris@champion (v1)" in out
     assert "next canary 20% → iris/2 (v2)" in out
-    applied = json.loads(_ok(["deploy", "apply", path, "--json"]))
+    applied = json.loads(cli.ok(["deploy", "apply", path, "--json"]))
     assert applied["revision"] == 2 and applied["versions"] == {"blue": 1, "green": 2, "next": 2}
     assert applied["config"]["canary"]["duration"] == 600.0
 
-    status = json.loads(_ok(["deploy", "status", "iris-api", "--json"]))
+    status = json.loads(cli.ok(["deploy", "status", "iris-api", "--json"]))
     assert status["revision"] == 2
     shares = {v["name"]: v["share"] for v in status["variants"]}
     assert shares == pytest.approx({"blue": 0.72, "green": 0.08, "next": 0.2})
@@ -98,48 +70,48 @@ def test_apply_status_history_and_list(iris: None, tmp_path: Path) -> None:
             {"reason": "canary rollback: error rate 0.31 > 0.05 over 200 requests"},
         )
     )
-    status = json.loads(_ok(["deploy", "status", "iris-api", "--json"]))
+    status = json.loads(cli.ok(["deploy", "status", "iris-api", "--json"]))
     shares = {v["name"]: v["share"] for v in status["variants"]}
     assert shares == pytest.approx({"blue": 0.9, "green": 0.1, "next": 0.0})
     assert status["canary"].startswith("rolled back (canary rollback: error rate 0.31")
 
-    table = _ok(["deploy", "status", "iris-api"])
+    table = cli.ok(["deploy", "status", "iris-api"])
     assert "iris-api (revision 2)" in table and "rolled_back" in table and "90%" in table
-    history = _ok(["deploy", "history", "iris-api"])
+    history = cli.ok(["deploy", "history", "iris-api"])
     assert history.count("applied") == 2 and "v2 → v1" in history
     assert "error rate 0.31 > 0.05" in history
-    newest = json.loads(_ok(["deploy", "history", "iris-api", "--limit", "1", "--json"]))
+    newest = json.loads(cli.ok(["deploy", "history", "iris-api", "--limit", "1", "--json"]))
     assert [e["kind"] for e in newest] == ["rolled_back"]
-    listed = json.loads(_ok(["deploy", "list", "--json"]))
+    listed = json.loads(cli.ok(["deploy", "list", "--json"]))
     assert [(d["name"], d["revision"], d["variants"]) for d in listed] == [("iris-api", 2, 3)]
 
 
 def test_bad_files_exit_2_naming_the_field(iris: None, tmp_path: Path) -> None:
-    _fails(
-        ["deploy", "apply", _write(tmp_path, "name: x\nvariants: [\n  - {a: 1\n", "bad.yaml")],
-        "bad.yaml: not valid YAML at line",
-    )
-    weightless = DEPLOYMENT.replace("weight: 10", "weight: 0")
-    _fails(
-        ["deploy", "apply", _write(tmp_path, weightless, "zero.yaml")],
-        "zero.yaml: variants.1.weight: Input should be greater than 0",
-    )
-    unknown = DEPLOYMENT.replace("model: iris", "model: roses")
-    _fails(
-        ["deploy", "apply", _write(tmp_path, unknown, "roses.yaml")],
-        "registered model 'roses' does not exist",
-    )
-    no_alias = DEPLOYMENT.replace("model: champion", "model: gold")
-    _fails(
-        ["deploy", "apply", _write(tmp_path, no_alias, "gold.yaml")],
-        "variant 'blue': model 'iris' has no alias 'gold'",
-    )
-    no_version = DEPLOYMENT.replace("model: 2, weight", "model: 7, weight")
-    _fails(["deploy", "apply", _write(tmp_path, no_version, "v7.yaml")], "has no version 7")
-    _fails(["deploy", "apply", str(tmp_path / "missing.yaml")], "does not exist")
-    _fails(["deploy", "status", "nope"], "deployment 'nope' does not exist")
-    _fails(["deploy", "history", "nope"], "deployment 'nope' does not exist")
-    assert "No deployments yet" in _ok(["deploy", "list"])
+    bad_files = [
+        ("bad.yaml", "name: x\nvariants: [\n  - {a: 1\n", "bad.yaml: not valid YAML at line"),
+        (
+            "zero.yaml",
+            DEPLOYMENT.replace("weight: 10", "weight: 0"),
+            "zero.yaml: variants.1.weight: Input should be greater than 0",
+        ),
+        (
+            "roses.yaml",
+            DEPLOYMENT.replace("model: iris", "model: roses"),
+            "registered model 'roses' does not exist",
+        ),
+        (
+            "gold.yaml",
+            DEPLOYMENT.replace("model: champion", "model: gold"),
+            "variant 'blue': model 'iris' has no alias 'gold'",
+        ),
+        ("v7.yaml", DEPLOYMENT.replace("model: 2, weight", "model: 7, weight"), "has no version 7"),
+    ]
+    for name, text, message in bad_files:
+        cli.fails(["deploy", "apply", _write(tmp_path, text, name)], message)
+    cli.fails(["deploy", "apply", str(tmp_path / "missing.yaml")], "does not exist")
+    cli.fails(["deploy", "status", "nope"], "deployment 'nope' does not exist")
+    cli.fails(["deploy", "history", "nope"], "deployment 'nope' does not exist")
+    assert "No deployments yet" in cli.ok(["deploy", "list"])
 
 
 def test_serve_runs_the_stored_revision(
@@ -150,12 +122,12 @@ def test_serve_runs_the_stored_revision(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
     path = _write(tmp_path, DEPLOYMENT)
-    _ok(["deploy", "apply", path])
-    _ok(["deploy", "serve", "iris-api", "--port", "9123", "--reload-interval", "0.5"])
+    cli.ok(["deploy", "apply", path])
+    cli.ok(["deploy", "serve", "iris-api", "--port", "9123", "--reload-interval", "0.5"])
     served = calls[-1]
     assert (served["host"], served["port"]) == ("127.0.0.1", 9123)
     runtime = served["app"].state.runtime
     assert (runtime.name, runtime.revision) == ("iris-api", 1)
     assert [p.name for p in runtime.plans] == ["blue", "green", "next"]
-    _fails(["deploy", "serve", "iris-api", "--revision", "4"], "has no revision 4")
-    _fails(["deploy", "serve", "nope"], "deployment 'nope' does not exist")
+    cli.fails(["deploy", "serve", "iris-api", "--revision", "4"], "has no revision 4")
+    cli.fails(["deploy", "serve", "nope"], "deployment 'nope' does not exist")

@@ -115,6 +115,30 @@ def test_an_alert_fires_once_stays_firing_and_resolves(
     assert hook.calls == 3 and len(events) == 2
 
 
+def test_a_new_version_closes_the_incident_so_a_still_failing_check_fires_again() -> None:
+    register_model()
+    events: list[tuple[str, dict[str, Any]]] = []
+    service = MonitorService(
+        SqlMonitorStore(load_settings().resolved_store_uri),
+        notifier=Notifier(fire_event=lambda kind, p: events.append((kind, p))),
+        metrics=MonitorMetrics(),
+        clock=clock(),
+    )
+    drifted = window(features_frame(300, 1, shift=1.5))
+    source = FakeSource([drifted, drifted])
+    monitor = service.save(Monitor(MODEL, rules=["drift_share > 0.3"]))
+    first = service.run(monitor, source=source)
+    assert [a["status"] for a in first.alerts] == ["firing"]
+
+    assert service.resolve_alerts(MODEL, "version 2 promoted") == 1
+    assert service.store.list_alerts(monitor=monitor.name, state="firing") == []
+    assert service.resolve_alerts(MODEL, "nothing open") == 0
+
+    again = service.run(monitor, source=source)  # the new version drifts too: announced anew
+    assert [a["status"] for a in again.alerts] == ["firing"]
+    assert [kind for kind, _ in events] == ["drift", "drift"]
+
+
 def test_firing_records_a_trigger_event() -> None:
     register_model()
     service = MonitorService(

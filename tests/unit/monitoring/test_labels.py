@@ -14,19 +14,12 @@ import pytest
 
 import loopml as lm
 from conftest import LiveServer
-from loopml.config import Settings, load_settings
+from loopml.config import Settings
 from loopml.errors import InvalidInput
 from loopml.monitoring.labels import feedback_payload_to_frame, label_stats, log_labels
 from loopml.monitoring.predictions import PredictionLogger, PredictionRecord, predictions
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    if request.param == "postgres":
-        return load_settings(store_uri=request.getfixturevalue("pg_uri"))
-    return load_settings()
 
 
 def _unique(prefix: str) -> str:

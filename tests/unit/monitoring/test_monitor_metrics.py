@@ -6,14 +6,12 @@ import json
 import re
 from pathlib import Path
 
-import httpx
-import uvicorn
 import yaml
 from monitor_helpers import MODEL, FakeSource, clock, features_frame, register_model, window
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port
+from conftest import serve_app
 from loopml.config import Settings, load_settings
 from loopml.monitoring.alerts import Notifier
 from loopml.monitoring.metrics import METRIC_NAMES, MonitorMetrics
@@ -91,9 +89,6 @@ def test_refresh_reads_runs_of_other_processes_and_forgets_deleted_monitors() ->
 
 
 def test_the_server_exposes_metrics_with_process_collectors(tmp_path: Path) -> None:
-    import threading
-    import time
-
     from loopml.server.app import create_app
 
     register_model()
@@ -101,36 +96,24 @@ def test_the_server_exposes_metrics_with_process_collectors(tmp_path: Path) -> N
         Monitor(MODEL), source=FakeSource([window(features_frame(200, 1, shift=2))])
     )
     app = create_app(Settings(home=load_settings().home))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            response = client.get("/metrics")
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/plain")
-            names = {f.name for f in text_string_to_metric_families(response.text)}
-            assert {"process_cpu_seconds", "process_resident_memory_bytes"} <= names
-            assert {"loopml_monitor_drift_share", "loopml_monitor_feature_drift_score"} <= names
-            status = client.get(f"/api/v1/monitors/{MODEL}/status")
-            assert status.status_code == 200 and status.json()["verdict"] == "alert"
-            history = client.get(f"/api/v1/monitors/{MODEL}/history", params={"n": 5}).json()
-            assert len(history["runs"]) == 1 and history["runs"][0]["drift_share"] == 0.5
-            report = client.get(f"/api/v1/monitors/{MODEL}/report")
-            assert report.status_code == 200 and "text/html" in report.headers["content-type"]
-            assert 'id="drift-history"' in report.text
-            missing = client.get("/api/v1/monitors/nobody/status")
-            assert missing.status_code == 404 and missing.json()["error"] == "not_found"
-            bad = client.get(f"/api/v1/monitors/{MODEL}/history", params={"n": 0})
-            assert bad.status_code in (400, 422)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(app) as client:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        names = {f.name for f in text_string_to_metric_families(response.text)}
+        assert {"process_cpu_seconds", "process_resident_memory_bytes"} <= names
+        assert {"loopml_monitor_drift_share", "loopml_monitor_feature_drift_score"} <= names
+        status = client.get(f"/api/v1/monitors/{MODEL}/status")
+        assert status.status_code == 200 and status.json()["verdict"] == "alert"
+        history = client.get(f"/api/v1/monitors/{MODEL}/history", params={"n": 5}).json()
+        assert len(history["runs"]) == 1 and history["runs"][0]["drift_share"] == 0.5
+        report = client.get(f"/api/v1/monitors/{MODEL}/report")
+        assert report.status_code == 200 and "text/html" in report.headers["content-type"]
+        assert 'id="drift-history"' in report.text
+        missing = client.get("/api/v1/monitors/nobody/status")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        bad = client.get(f"/api/v1/monitors/{MODEL}/history", params={"n": 0})
+        assert bad.status_code in (400, 422)
 
 
 def _exported_series() -> set[str]:

@@ -31,13 +31,6 @@ from loopml.store.registry import PredictionLogStores
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    if request.param == "postgres":
-        return load_settings(store_uri=request.getfixturevalue("pg_uri"))
-    return load_settings()
-
-
 def _model() -> str:
     # The PostgreSQL database is shared by the session: every test logs its own model.
     return f"churn-{uuid.uuid4().hex[:8]}"

@@ -12,11 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import typer
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import loopml as lm
+from conftest import register_iris
 from loopml.cli.batch_score import batch_score as batch_score_command
 from loopml.cli.main import LoopmlGroup
 from loopml.errors import InvalidInput
@@ -31,15 +30,7 @@ CHUNK = 40  # the 150 iris rows make 4 chunks, the last one short
 @pytest.fixture
 def iris(tmp_path: Path) -> pd.DataFrame:
     """Register ``iris`` version 1 as ``iris@champion``; write the features as Parquet/CSV."""
-    features, target = load_iris(return_X_y=True, as_frame=True)
-    with lm.start_run():
-        info = lm.log_model(
-            LogisticRegression(max_iter=300).fit(features, target),
-            "model",
-            input_example=features.head(),
-        )
-    lm.registry.register(info.uri, "iris")
-    lm.registry.set_alias("iris", "champion", 1, reason="first")
+    features = register_iris()
     frame: pd.DataFrame = features.assign(row_id=np.arange(len(features)))
     frame.to_parquet(tmp_path / "in.parquet", index=False)
     frame.to_csv(tmp_path / "in.csv", index=False)
@@ -48,6 +39,15 @@ def iris(tmp_path: Path) -> pd.DataFrame:
 
 def _read(output: Path) -> pd.DataFrame:
     return pd.read_parquet(output).sort_values("row_id").reset_index(drop=True)
+
+
+def _mark_completed(output: Path, chunks: list[int]) -> dict[str, Any]:
+    """Rewrite the job manifest as if only ``chunks`` had completed; return it."""
+    path = output / "_manifest.json"
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    manifest["completed_chunks"] = chunks
+    path.write_text(json.dumps(manifest))
+    return manifest
 
 
 def _expected(frame: pd.DataFrame) -> np.ndarray:
@@ -153,10 +153,7 @@ def test_a_part_written_before_the_manifest_update_is_not_rewritten(
     output = tmp_path / "out"
     source = str(tmp_path / "in.parquet")
     batch_score("iris@champion", source, str(output), chunk_rows=CHUNK, progress=False)
-    manifest_path = output / "_manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["completed_chunks"] = [0]  # crashed after renaming parts 1-3 into place
-    manifest_path.write_text(json.dumps(manifest))
+    _mark_completed(output, [0])  # crashed after renaming parts 1-3 into place
     result = batch_score("iris@champion", source, str(output), chunk_rows=CHUNK, progress=False)
     assert (result.chunks_written, result.chunks_skipped) == (0, 4)
     assert len(pd.read_parquet(output)) == 150
@@ -234,22 +231,23 @@ def test_cli_happy_path_and_exit_2(iris: pd.DataFrame, tmp_path: Path) -> None:
         assert "Traceback" not in result.output
 
 
-def test_dask_executor_resumes_a_local_job(
-    iris: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def threaded_dask(monkeypatch: pytest.MonkeyPatch) -> None:
     # Thread workers keep the test fast; the tasks are the same with process workers.
     options = {**batch.DASK_CLUSTER_OPTIONS, "processes": False, "dashboard_address": None}
     monkeypatch.setattr(batch, "DASK_CLUSTER_OPTIONS", options)
+
+
+def test_dask_executor_resumes_a_local_job(
+    iris: pd.DataFrame, tmp_path: Path, threaded_dask: None
+) -> None:
     output = tmp_path / "out"
     source = tmp_path / "in.parquet"
     iris.to_parquet(source, index=False, row_group_size=25)  # chunks straddle row groups
     batch_score("iris@champion", str(source), str(output), chunk_rows=CHUNK, progress=False)
     (output / "part-00001.parquet").unlink()
     (output / "part-00003.parquet").unlink()
-    manifest_path = output / "_manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["completed_chunks"] = [0, 2]
-    manifest_path.write_text(json.dumps(manifest))
+    _mark_completed(output, [0, 2])
     result = batch_score(
         "iris@champion",
         str(source),
@@ -262,18 +260,11 @@ def test_dask_executor_resumes_a_local_job(
     scored = _read(output)
     assert list(scored["row_id"]) == list(range(150))
     np.testing.assert_array_equal(scored["prediction"].to_numpy(), _expected(iris))
-    assert json.loads(manifest_path.read_text())["completed_chunks"] == [0, 1, 2, 3]
+    assert json.loads((output / "_manifest.json").read_text())["completed_chunks"] == [0, 1, 2, 3]
     with pytest.raises(InvalidInput, match="Parquet and CSV"):
         batch_score(
             "iris@champion", str(tmp_path / "in.json"), str(tmp_path / "o"), executor="dask"
         )
-
-
-@pytest.fixture
-def threaded_dask(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Thread workers keep the test fast; the tasks are the same with process workers.
-    options = {**batch.DASK_CLUSTER_OPTIONS, "processes": False, "dashboard_address": None}
-    monkeypatch.setattr(batch, "DASK_CLUSTER_OPTIONS", options)
 
 
 def test_dask_scores_csv_like_the_local_executor(
@@ -287,16 +278,20 @@ def test_dask_scores_csv_like_the_local_executor(
     )
     frame.to_csv(source, index=False)
     local, dask_out = tmp_path / "local", tmp_path / "dask"
+
+    def with_dask() -> batch.BatchScoreResult:
+        return batch_score(
+            "iris@champion",
+            str(source),
+            str(dask_out),
+            chunk_rows=CHUNK,
+            executor="dask",
+            blocksize=1500,
+            progress=False,
+        )
+
     batch_score("iris@champion", str(source), str(local), chunk_rows=CHUNK, progress=False)
-    result = batch_score(
-        "iris@champion",
-        str(source),
-        str(dask_out),
-        chunk_rows=CHUNK,
-        executor="dask",
-        blocksize=1500,
-        progress=False,
-    )
+    result = with_dask()
     parts = sorted(dask_out.glob("part-*.parquet"))
     assert len(parts) == result.chunks_written > 2
     assert (result.rows, result.chunks_skipped) == (150, 0)
@@ -308,21 +303,9 @@ def test_dask_scores_csv_like_the_local_executor(
     np.testing.assert_array_equal(expected["prediction"].to_numpy(), _expected(iris))
 
     # Resume: only the missing partitions are scored again, into the same output.
-    manifest_path = dask_out / "_manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    assert manifest["layout"] == "csv-blocks:1500"
     parts[1].unlink()
-    manifest["completed_chunks"] = [0]
-    manifest_path.write_text(json.dumps(manifest))
-    again = batch_score(
-        "iris@champion",
-        str(source),
-        str(dask_out),
-        chunk_rows=CHUNK,
-        executor="dask",
-        blocksize=1500,
-        progress=False,
-    )
+    assert _mark_completed(dask_out, [0])["layout"] == "csv-blocks:1500"
+    again = with_dask()
     assert (again.chunks_written, again.chunks_skipped) == (1, len(parts) - 1)
     pd.testing.assert_frame_equal(_read(dask_out), expected)
 

@@ -22,18 +22,15 @@ import pytest
 import sklearn
 import yaml
 from click.testing import Result
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import loopml as lm
-from conftest import free_port
+from conftest import free_port, module_home, register_iris
 from loopml.cli.main import app
 from loopml.errors import InvalidInput
 from loopml.models.storage import LoadedModel, read_manifest
 from loopml.serving import _bundle_files, bundle
 from loopml.serving.bundle import build_bundle, load_model_folder, requirements_text
-from loopml.tracking import fluent
 
 runner = CliRunner()
 #: The source checkout these tests run from (it holds pyproject.toml).
@@ -51,23 +48,10 @@ class Built:
     expected: LoadedModel
 
 
-def _register_iris() -> pd.DataFrame:
-    features, target = load_iris(return_X_y=True, as_frame=True)
-    with lm.start_run():
-        info = lm.log_model(
-            LogisticRegression(max_iter=300).fit(features, target),
-            "model",
-            input_example=features.head(),
-        )
-    lm.registry.register(info.uri, "iris")
-    lm.registry.set_alias("iris", "champion", 1, reason="first")
-    return features
-
-
 @pytest.fixture
 def iris() -> pd.DataFrame:
     """Register ``iris`` version 1 as ``iris@champion``; return its features."""
-    return _register_iris()
+    return register_iris()
 
 
 @pytest.fixture(scope="module")
@@ -77,28 +61,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     Building the loopml wheel takes seconds, so the tests that only read a bundle share this
     one. It has its own store (the per-test home does not exist yet at module scope).
     """
-    root = tmp_path_factory.mktemp("built")
     editable = {"url": CHECKOUT.as_uri(), "dir_info": {"editable": True}}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOOPML_HOME", str(root / "loopml-home"))
-        for name in ("STORE_URI", "ARTIFACT_URI", "TRACKING_URI", "TRACKING_TOKEN"):
-            patch.delenv(f"LOOPML_{name}", raising=False)
-        patch.delenv("LOOPML_EXPERIMENT_NAME", raising=False)
-        patch.chdir(root)
+    with module_home(tmp_path_factory, "built") as root, pytest.MonkeyPatch.context() as patch:
         patch.setattr(_bundle_files, "_direct_url", lambda: editable)
-        fluent._reset_for_tests()
-        try:
-            features = _register_iris()
-            out = root / "bundle"
-            args = ["build", "iris@champion", str(out), "--port", "9090", "--replicas", "3"]
-            result = _invoke([*args, "--image", "registry.example.com/ml/iris:1", "--json"])
-            assert result.exit_code == 0, result.output
-            expected = lm.models.load("iris@champion")
-            # The alias moves after the build: the bundle keeps serving the version it pinned.
-            lm.registry.register(lm.registry.resolve("iris@champion").source, "iris")
-            lm.registry.set_alias("iris", "champion", 2, reason="retrained")
-        finally:
-            fluent._reset_for_tests()
+        features = register_iris()
+        out = root / "bundle"
+        args = ["build", "iris@champion", str(out), "--port", "9090", "--replicas", "3"]
+        result = _invoke([*args, "--image", "registry.example.com/ml/iris:1", "--json"])
+        assert result.exit_code == 0, result.output
+        expected = lm.models.load("iris@champion")
+        # The alias moves after the build: the bundle keeps serving the version it pinned.
+        lm.registry.register(lm.registry.resolve("iris@champion").source, "iris")
+        lm.registry.set_alias("iris", "champion", 2, reason="retrained")
     return Built(out, json.loads(result.stdout), features, expected)
 
 

@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import serve_app
+from conftest import register_iris, serve_app
 from loopml.models.storage import LoadedModel
 from loopml.serving import create_serving_app
 from loopml.serving.deployment import parse_deployment
@@ -70,14 +68,11 @@ def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
 @pytest.fixture
 def iris() -> tuple[dict[int, LoadedModel], pd.DataFrame]:
     """Three versions of iris in this test's registry (champion -> 1) and their models."""
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    fitted = LogisticRegression(max_iter=300).fit(X, y)
-    with lm.start_run():
-        info = lm.log_model(fitted, "model", input_example=X.head())
-    for _ in range(3):
-        lm.registry.register(info.uri, "iris")
-    lm.registry.set_alias("iris", "champion", 1, reason="first")
+    X = register_iris()
+    for _ in range(2):
+        lm.registry.register(lm.registry.resolve("iris/1").source, "iris")
     base = lm.models.load("iris/1")
+    fitted = base.model
     models = {}
     for version, inner in ((1, fitted), (2, Flaky(fitted, 6.0)), (3, Opposite(fitted))):
         model = copy.copy(base)

@@ -8,35 +8,19 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import serve_app
+from conftest import module_home, register_iris, serve_app
 from loopml.models.storage import LoadedModel
 from loopml.serving import create_serving_app
 
 
 @pytest.fixture(scope="module")
 def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadedModel, pd.DataFrame]:
-    from loopml.tracking import fluent
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOOPML_HOME", str(tmp_path_factory.mktemp("explain-home")))
-        fluent._reset_for_tests()
-        X, y = load_iris(return_X_y=True, as_frame=True)
-        X.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-        with lm.start_run():
-            info = lm.log_model(
-                LogisticRegression(max_iter=500).fit(X, y),
-                "model",
-                input_example=X.head(),
-                background=X,
-            )
-        lm.registry.register(info.uri, "iris")
-        lm.registry.set_alias("iris", "champion", 1, reason="first")
+    columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    with module_home(tmp_path_factory, "explain-home"):
+        X = register_iris(columns=columns, background=True)
         model = lm.models.load("iris@champion")
-        fluent._reset_for_tests()
     return model, X
 
 

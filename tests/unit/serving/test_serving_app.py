@@ -17,7 +17,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import serve_app
+from conftest import module_home, register_iris, serve_app
 from loopml.models.storage import LoadedModel
 from loopml.serving import build_request_model, create_serving_app
 
@@ -26,20 +26,9 @@ BODY_LIMIT = 4_096
 
 @pytest.fixture(scope="module")
 def iris(tmp_path_factory: pytest.TempPathFactory) -> tuple[LoadedModel, pd.DataFrame]:
-    from loopml.tracking import fluent
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOOPML_HOME", str(tmp_path_factory.mktemp("serving-home")))
-        fluent._reset_for_tests()
-        X, y = load_iris(return_X_y=True, as_frame=True)
-        with lm.start_run():
-            info = lm.log_model(
-                LogisticRegression(max_iter=300).fit(X, y), "model", input_example=X.head()
-            )
-        lm.registry.register(info.uri, "iris")
-        lm.registry.set_alias("iris", "champion", 1, reason="first")
+    with module_home(tmp_path_factory, "serving-home"):
+        X = register_iris()
         model = lm.models.load("iris@champion")
-        fluent._reset_for_tests()
     return model, X
 
 

@@ -9,11 +9,9 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 
 import loopml as lm
-from conftest import serve_app
+from conftest import register_iris, serve_app
 from loopml.config import load_settings
 from loopml.monitoring.predictions import PredictionLogger, open_stores
 from loopml.serving import create_serving_app
@@ -22,14 +20,7 @@ from loopml.store.registry import PredictionLogStores
 
 @pytest.fixture()
 def iris_rows() -> pd.DataFrame:
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    with lm.start_run():
-        info = lm.log_model(
-            LogisticRegression(max_iter=300).fit(X, y), "model", input_example=X.head()
-        )
-    lm.registry.register(info.uri, "iris")
-    lm.registry.set_alias("iris", "champion", 1, reason="first")
-    return X
+    return register_iris()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

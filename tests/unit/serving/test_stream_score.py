@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 import loopml as lm
-from conftest import free_port, service_missing
+from conftest import free_port, register_iris, service_missing
 from loopml.cli.main import app
 from loopml.errors import Conflict, InvalidInput, StoreUnavailable
 from loopml.monitoring.predictions import is_sampled
@@ -71,17 +70,7 @@ def names(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
 @pytest.fixture
 def iris() -> pd.DataFrame:
     """Register ``iris`` version 1 as ``iris@champion``; return its features."""
-    features, target = load_iris(return_X_y=True, as_frame=True)
-    with lm.start_run():
-        info = lm.log_model(
-            LogisticRegression(max_iter=300).fit(features, target),
-            "model",
-            input_example=features.head(),
-        )
-    lm.registry.register(info.uri, "iris")
-    lm.registry.set_alias("iris", "champion", 1, reason="first")
-    frame: pd.DataFrame = features
-    return frame
+    return register_iris()
 
 
 def _produce(client: redis.Redis, stream_key: str, frame: pd.DataFrame) -> list[str]:
@@ -126,6 +115,19 @@ def _deadline(seconds: float = 30) -> Iterator[threading.Event]:
     assert not stop.is_set(), "the scorer did not find every message before the deadline"
 
 
+def _run(names: dict[str, str], **options: Any) -> StreamStats:
+    """Score the test's source stream into its sink (``FAST`` timings unless overridden)."""
+    return stream_score(
+        "iris@champion", names["source_url"], names["sink_url"], **{**FAST, **options}
+    )
+
+
+def _run_to_the_end(names: dict[str, str], **options: Any) -> StreamStats:
+    """:func:`_run` under a :func:`_deadline`, for a scorer that stops at ``max_messages``."""
+    with _deadline() as stop:
+        return _run(names, stop_event=stop, **options)
+
+
 def _assert_exactly_once(client: redis.Redis, names: dict[str, str], ids: list[str]) -> None:
     scored = [entry["request_id"] for entry in _read(client, names["sink"])]
     assert len(scored) == len(set(scored)), "a message was scored twice"
@@ -139,17 +141,7 @@ def test_scores_each_message_exactly_once(
     frame = iris.sample(n=100, random_state=1)
     ids = _produce(client, names["source"], frame)
     seen: list[StreamStats] = []
-    with _deadline() as stop:
-        stats = stream_score(
-            "iris@champion",
-            names["source_url"],
-            names["sink_url"],
-            batch_size=16,
-            max_messages=100,
-            on_batch=seen.append,
-            stop_event=stop,
-            **FAST,
-        )
+    stats = _run_to_the_end(names, batch_size=16, max_messages=100, on_batch=seen.append)
     assert (stats.scored, stats.dead_lettered, stats.batches) == (100, 0, 7)
     assert (stats.model, stats.version, stats.group) == ("iris", 1, "loopml")
     assert [s.scored for s in seen] == [16, 32, 48, 64, 80, 96, 100]
@@ -185,14 +177,7 @@ def test_bad_messages_go_to_the_dead_letter_stream(
         client.xadd(names["source"], {**row, first_feature: "inf"}): first_feature,
     }
     good += _produce(client, names["source"], iris.tail(6))
-    stats = stream_score(
-        "iris@champion",
-        names["source_url"],
-        names["sink_url"],
-        batch_size=5,
-        max_messages=19,
-        **FAST,
-    )
+    stats = _run(names, batch_size=5, max_messages=19)
     assert (stats.scored, stats.dead_lettered) == (12, 7)
     assert sorted(e["request_id"] for e in _read(client, names["sink"])) == sorted(good)
     dead = {e["request_id"]: e for e in _read(client, names["dead"])}
@@ -222,9 +207,7 @@ def test_a_batch_the_model_fails_on_dead_letters_only_the_message_at_fault(
 
     monkeypatch.setattr(LogisticRegression, "predict", fussy)
     monkeypatch.setattr(stream._Scorer, "_warm_up", lambda self: None)
-    stats = stream_score(
-        "iris@champion", names["source_url"], names["sink_url"], max_messages=8, **FAST
-    )
+    stats = _run(names, max_messages=8)
     faulty = {i for i, v in zip(ids, iris.head(8).iloc[:, 0], strict=True) if v == marker}
     assert stats.dead_lettered == len(faulty) and stats.scored == 8 - len(faulty)
     dead = _read(client, names["dead"])
@@ -267,30 +250,12 @@ def test_restart_after_a_crash_scores_every_message_exactly_once(
         monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
     expected_error = StoreUnavailable if when == "after_exec" else Crash
     with pytest.raises(expected_error):
-        stream_score(
-            "iris@champion",
-            names["source_url"],
-            names["sink_url"],
-            consumer="c1",
-            batch_size=10,
-            on_batch=on_batch,
-            **FAST,
-        )
+        _run(names, consumer="c1", batch_size=10, on_batch=on_batch)
     monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
     written = len(_read(client, names["sink"]))
     assert written == (20 if when == "before_exec" else 30)
     assert _pending(client, names) == (10 if when == "before_exec" else 0)
-    with _deadline() as stop:
-        stats = stream_score(
-            "iris@champion",
-            names["source_url"],
-            names["sink_url"],
-            consumer="c1",
-            batch_size=10,
-            max_messages=60 - written,
-            stop_event=stop,
-            **FAST,
-        )
+    stats = _run_to_the_end(names, consumer="c1", batch_size=10, max_messages=60 - written)
     assert stats.recovered == (10 if when == "before_exec" else 0)
     _assert_exactly_once(client, names, ids)
 
@@ -326,16 +291,7 @@ def test_a_killed_scorer_leaves_nothing_lost_or_doubled(
     written = client.xlen(names["sink"])
     assert written < len(ids)
     # The killed scorer still holds its lease for up to a second: the restart waits.
-    with _deadline() as stop:
-        stats = stream_score(
-            "iris@champion",
-            names["source_url"],
-            names["sink_url"],
-            consumer="c1",
-            max_messages=len(ids) - written,
-            stop_event=stop,
-            **FAST,
-        )
+    stats = _run_to_the_end(names, consumer="c1", max_messages=len(ids) - written)
     assert stats.messages == len(ids) - written
     _assert_exactly_once(client, names, ids)
 
@@ -350,15 +306,12 @@ def test_two_consumers_of_one_group_split_the_work(
 
     def work(consumer: str) -> None:
         try:
-            results[consumer] = stream_score(
-                "iris@champion",
-                names["source_url"],
-                names["sink_url"],
+            results[consumer] = _run(
+                names,
                 consumer=consumer,
                 batch_size=10,
                 stop_event=stop,
                 on_batch=lambda stats: time.sleep(0.005),
-                **FAST,
             )
         except BaseException as exc:  # surfaced in the test thread below
             errors.append(exc)
@@ -386,16 +339,7 @@ def test_messages_of_a_dead_consumer_are_claimed(
     # A consumer that read ten messages and died before scoring them.
     client.xreadgroup("loopml", "gone", {names["source"]: ">"}, count=10)
     time.sleep(FAST["claim_idle_ms"] / 1000 + 0.1)
-    with _deadline() as stop:
-        stats = stream_score(
-            "iris@champion",
-            names["source_url"],
-            names["sink_url"],
-            consumer="alive",
-            max_messages=30,
-            stop_event=stop,
-            **FAST,
-        )
+    stats = _run_to_the_end(names, consumer="alive", max_messages=30)
     assert (stats.claimed, stats.recovered, stats.scored) == (10, 0, 30)
     _assert_exactly_once(client, names, ids)
 
@@ -645,19 +589,10 @@ def test_each_scored_message_is_logged_once_even_across_a_crash(
     monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
     options: dict[str, Any] = {"consumer": "c1", "batch_size": 8, "log_predictions": True}
     with pytest.raises(Crash):
-        stream_score("iris@champion", names["source_url"], names["sink_url"], **options, **FAST)
+        _run(names, **options)
     assert len(lm.monitoring.predictions("iris")) == 8  # the committed batch only
     monkeypatch.setattr(redis.client.Pipeline, "execute", real_execute)
-    with _deadline() as stop:
-        stats = stream_score(
-            "iris@champion",
-            names["source_url"],
-            names["sink_url"],
-            max_messages=23,
-            stop_event=stop,
-            **options,
-            **FAST,
-        )
+    stats = _run_to_the_end(names, max_messages=23, **options)
     assert (stats.recovered, stats.scored, stats.dead_lettered) == (8, 22, 1)
     _assert_exactly_once(client, names, ids)
     _assert_logged_once(client, names, frame)

@@ -267,15 +267,34 @@ def test_failing_pipeline_names_the_step_and_skips_the_gate(project: Path) -> No
     assert pipeline["lines"] == ["step explode: ValueError: the training data has no positive rows"]
 
 
-def test_a_pipeline_that_raises_while_building_fails_the_check(project: Path) -> None:
-    (project / "odd_flow.py").write_text(
-        "import loopml as lm\n\n@lm.pipeline\ndef odd(sample: int = 1):\n"
-        "    raise RuntimeError('bad graph')\n",
-        encoding="utf-8",
-    )
-    report = run(project, pipeline="odd_flow.py:odd")
-    assert report.failed == ["pipeline"]
-    assert "RuntimeError: bad graph" in str(by_name(report, "pipeline")["detail"])
+@pytest.mark.parametrize(
+    ("source", "reference", "check", "message"),
+    [
+        pytest.param(
+            "import loopml as lm\n\n@lm.pipeline\ndef odd(sample: int = 1):\n"
+            "    raise RuntimeError('bad graph')\n",
+            "odd_flow.py:odd",
+            "pipeline",
+            "RuntimeError: bad graph",
+            id="raises-while-building",
+        ),
+        pytest.param(
+            "import loopml as lm\n\n@lm.step\ndef n(sample: int) -> int:\n    return sample\n\n"
+            "@lm.pipeline\ndef plain(sample: int = 1):\n    return n(sample)\n",
+            "plain_flow.py:plain",
+            "gate",
+            "must return a registered model version ('churn/7') or an evaluation",
+            id="output-not-a-candidate",
+        ),
+    ],
+)
+def test_a_flow_that_goes_wrong_fails_the_check_at_fault(
+    project: Path, source: str, reference: str, check: str, message: str
+) -> None:
+    (project / reference.split(":")[0]).write_text(source, encoding="utf-8")
+    report = run(project, pipeline=reference)
+    assert report.failed == [check]
+    assert message in str(by_name(report, check)["detail"])
 
 
 def test_gate_rejects_against_the_champions_evaluation(project: Path) -> None:
@@ -305,19 +324,6 @@ def test_gate_can_be_an_lm_gate_in_the_project(project: Path) -> None:
     report = run(project, pipeline="ci_flow.py:train_rows", gate="ci_flow:strict_gate")
     assert report.failed == ["gate"]
     assert "threshold accuracy >= 0.999" in str(by_name(report, "gate")["detail"])
-
-
-def test_output_that_is_not_a_candidate_fails_the_gate(project: Path) -> None:
-    (project / "plain_flow.py").write_text(
-        "import loopml as lm\n\n@lm.step\ndef n(sample: int) -> int:\n    return sample\n\n"
-        "@lm.pipeline\ndef plain(sample: int = 1):\n    return n(sample)\n",
-        encoding="utf-8",
-    )
-    report = run(project, pipeline="plain_flow.py:plain")
-    assert report.failed == ["gate"]
-    assert "must return a registered model version ('churn/7') or an evaluation" in str(
-        by_name(report, "gate")["detail"]
-    )
 
 
 def test_tests_check_runs_the_command_in_the_project(project: Path) -> None:

@@ -6,14 +6,13 @@ Policies are applied and the controller runs elsewhere (``loopml loop apply``,
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from loopml.config import Settings
+from loopml.entities._json import jsonable
 from loopml.loop.service import LoopService, event_summary
 from loopml.store.registry import open_loop_store
 
@@ -37,17 +36,6 @@ def get_loop(request: Request) -> LoopService:
 Loop = Annotated[LoopService, Depends(get_loop)]
 
 
-def _jsonable(value: Any) -> Any:
-    """Strict JSON: non-finite floats travel as ``"nan"``, ``"inf"``, ``"-inf"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @router.get("/policies")
 def list_policies(loop: Loop) -> JSONResponse:
     """Every stored policy (its latest version), with its rollout in flight, by name."""
@@ -55,7 +43,7 @@ def list_policies(loop: Loop) -> JSONResponse:
     for stored in loop.list_policies():
         state = loop.store.get_loop_state(stored.name)
         policies.append({**stored.to_dict(), "rollout_in_flight": state.get("rollout")})
-    return JSONResponse(_jsonable({"policies": policies}))
+    return JSONResponse(jsonable({"policies": policies}))
 
 
 @router.get("/{name}")
@@ -63,7 +51,7 @@ def get_policy(name: str, loop: Loop) -> JSONResponse:
     """One policy (its latest version) and the controller's state of it."""
     stored = loop.get(name)
     state = loop.store.get_loop_state(name)
-    return JSONResponse(_jsonable({**stored.to_dict(), "state": state}))
+    return JSONResponse(jsonable({**stored.to_dict(), "state": state}))
 
 
 @router.get("/{name}/history")
@@ -74,4 +62,4 @@ def get_history(
 ) -> JSONResponse:
     """The policy's last ``limit`` loop events, oldest first, each with its evidence."""
     events = [{**e.to_dict(), "summary": event_summary(e)} for e in loop.history(name, limit)]
-    return JSONResponse(_jsonable({"policy": name, "events": events}))
+    return JSONResponse(jsonable({"policy": name, "events": events}))

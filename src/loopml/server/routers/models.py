@@ -12,8 +12,6 @@ for ``champion`` whatever the caller's role.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -21,6 +19,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.auth import role_allows
+from loopml.entities._json import jsonable
 from loopml.entities.registry import AuditEntry, ModelVersion, RegisteredModel
 from loopml.errors import PermissionDenied
 from loopml.registry.service import APPROVAL_ALIASES, RegistryService, check_model_name
@@ -189,20 +188,9 @@ def check_approval(alias: str, token: TokenInfo | None) -> None:
         )
 
 
-def _finite(value: Any) -> Any:
-    """Replace NaN and infinities, anywhere in ``value``, by their strings (JSON has none)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def version_out(version: ModelVersion) -> dict[str, Any]:
     """The JSON body of a version."""
-    body: dict[str, Any] = _finite(version.to_dict())
+    body: dict[str, Any] = jsonable(version.to_dict())
     return body
 
 

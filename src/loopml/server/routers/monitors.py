@@ -9,9 +9,7 @@ monitor at each scrape.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -21,6 +19,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from loopml.config import Settings
+from loopml.entities._json import jsonable
 from loopml.monitoring.metrics import MonitorMetrics
 from loopml.monitoring.service import MonitorService
 from loopml.store.registry import open_monitor_store
@@ -56,21 +55,10 @@ def get_monitors(request: Request) -> MonitorService:
 Monitors = Annotated[MonitorService, Depends(get_monitors)]
 
 
-def _jsonable(value: Any) -> Any:
-    """Strict JSON: non-finite floats travel as ``"nan"``, ``"inf"``, ``"-inf"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @router.get("/{model}/status")
 def get_status(model: str, monitors: Monitors) -> JSONResponse:
     """The latest verdict and run result of the model's monitor, and its firing alerts."""
-    return JSONResponse(_jsonable(monitors.status(model)))
+    return JSONResponse(jsonable(monitors.status(model)))
 
 
 @router.get("/{model}/history")
@@ -81,7 +69,7 @@ def get_history(
 ) -> JSONResponse:
     """The latest ``n`` run results of the model's monitor, newest first."""
     runs = [r.to_dict() for r in monitors.history(model, n)]
-    return JSONResponse(_jsonable({"model": model, "runs": runs}))
+    return JSONResponse(jsonable({"model": model, "runs": runs}))
 
 
 @router.get(

@@ -15,34 +15,10 @@ from sqlalchemy.exc import IntegrityError
 
 from loopml.errors import Conflict, NotFound
 from loopml.store.base import DeploymentEvent, DeploymentRevision
-from loopml.store.sql._base import SqlStoreBase, now_ms
+from loopml.store.sql._base import SqlStoreBase, from_row, now_ms
 from loopml.store.sql.models import DeploymentEventRow, DeploymentRow
 
 _ATTEMPTS = 5
-
-
-def _revision(row: Any) -> DeploymentRevision:
-    return DeploymentRevision(
-        name=row.name,
-        revision=row.revision,
-        config=json.loads(row.config_json),
-        user=row.user,
-        applied_at=row.applied_at,
-    )
-
-
-def _event(row: Any) -> DeploymentEvent:
-    return DeploymentEvent(
-        deployment=row.deployment,
-        revision=row.revision,
-        kind=row.kind,
-        variant=row.variant,
-        from_version=row.from_version,
-        to_version=row.to_version,
-        evidence=json.loads(row.evidence_json),
-        time=row.time,
-        id=row.id,
-    )
 
 
 class SqlDeploymentStore(SqlStoreBase):
@@ -128,7 +104,7 @@ class SqlDeploymentStore(SqlStoreBase):
                         f"deployment {name!r} has no revision {revision}", field="revision"
                     )
                 raise NotFound(f"deployment {name!r} does not exist", field="name")
-            return _revision(row)
+            return from_row(DeploymentRevision, row)
 
     @staticmethod
     def _exists(conn: Connection, name: str) -> bool:
@@ -154,7 +130,7 @@ class SqlDeploymentStore(SqlStoreBase):
                 )
                 .order_by(DeploymentRow.name)
             ).all()
-        return [_revision(row) for row in rows]
+        return [from_row(DeploymentRevision, row) for row in rows]
 
     def list_deployment_revisions(self, name: str) -> list[DeploymentRevision]:
         """Return every revision of a deployment, oldest first (:class:`NotFound` if none)."""
@@ -166,7 +142,7 @@ class SqlDeploymentStore(SqlStoreBase):
             ).all()
         if not rows:
             raise NotFound(f"deployment {name!r} does not exist", field="name")
-        return [_revision(row) for row in rows]
+        return [from_row(DeploymentRevision, row) for row in rows]
 
     @staticmethod
     def _insert_event(conn: Connection, event: DeploymentEvent) -> int:
@@ -203,4 +179,4 @@ class SqlDeploymentStore(SqlStoreBase):
             query = query.limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [_event(row) for row in reversed(rows)]
+        return [from_row(DeploymentEvent, row) for row in reversed(rows)]

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from loopml.errors import Conflict, NotFound
 from loopml.store.loop_base import LoopEvent, LoopPolicyRecord
-from loopml.store.sql._base import SqlStoreBase, now_ms
+from loopml.store.sql._base import SqlStoreBase, from_row, now_ms
 from loopml.store.sql.models import LoopClaimRow, LoopEventRow, LoopPolicyRow, LoopStateRow
 
 _ATTEMPTS = 5
@@ -25,27 +25,6 @@ _ATTEMPTS = 5
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _policy(row: Any) -> LoopPolicyRecord:
-    return LoopPolicyRecord(
-        name=row.name,
-        version=row.version,
-        definition=json.loads(row.definition_json),
-        created_time=row.created_time,
-    )
-
-
-def _event(row: Any) -> LoopEvent:
-    return LoopEvent(
-        policy=row.policy,
-        kind=row.kind,
-        evidence=json.loads(row.evidence_json),
-        time=row.time,
-        policy_version=row.policy_version,
-        retrain=row.retrain,
-        id=row.id,
-    )
 
 
 class SqlLoopStore(SqlStoreBase):
@@ -78,7 +57,7 @@ class SqlLoopStore(SqlStoreBase):
                         .limit(1)
                     ).first()
                     if latest is not None and latest.definition_json == text:
-                        return _policy(latest), False
+                        return from_row(LoopPolicyRecord, latest), False
                     number = 1 if latest is None else latest.version + 1
                     created = now_ms() if time is None else time
                     conn.execute(
@@ -105,7 +84,7 @@ class SqlLoopStore(SqlStoreBase):
                 self.get_loop_policy(name)
                 raise NotFound(f"policy {name!r} has no version {version}", field="version")
             raise NotFound(f"loop policy {name!r} does not exist", field="name")
-        return _policy(row)
+        return from_row(LoopPolicyRecord, row)
 
     def list_loop_policies(self) -> list[LoopPolicyRecord]:
         """Return the latest version of every policy, by name."""
@@ -124,7 +103,7 @@ class SqlLoopStore(SqlStoreBase):
                 )
                 .order_by(LoopPolicyRow.name)
             ).all()
-        return [_policy(row) for row in rows]
+        return [from_row(LoopPolicyRecord, row) for row in rows]
 
     def list_loop_policy_versions(self, name: str) -> list[LoopPolicyRecord]:
         """Return every version of a policy, oldest first (:class:`NotFound` if none)."""
@@ -136,7 +115,7 @@ class SqlLoopStore(SqlStoreBase):
             ).all()
         if not rows:
             raise NotFound(f"loop policy {name!r} does not exist", field="name")
-        return [_policy(row) for row in rows]
+        return [from_row(LoopPolicyRecord, row) for row in rows]
 
     def delete_loop_policy(self, name: str) -> None:
         """Delete a policy's versions, state and claims; its events stay as history."""
@@ -183,7 +162,7 @@ class SqlLoopStore(SqlStoreBase):
             query = query.where(LoopEventRow.retrain == retrain)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [_event(row) for row in reversed(rows)]
+        return [from_row(LoopEvent, row) for row in reversed(rows)]
 
     # -- claims and state ---------------------------------------------------------------
     def claim_loop_trigger(self, policy: str, key: str, owner: str, time: int) -> bool:

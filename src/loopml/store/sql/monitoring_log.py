@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, and_, exists, func, insert, select
 
 from loopml.store.base import LabelRecord, PredictionSegment
-from loopml.store.sql._base import SqlStoreBase, now_ms
+from loopml.store.sql._base import SqlStoreBase, from_row, now_ms
 from loopml.store.sql._upsert import upsert
 from loopml.store.sql.models import PredictionLabelRow, PredictionRequestRow, PredictionSegmentRow
 
@@ -27,21 +27,6 @@ _CHUNK = 500
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
-
-
-def _segment(row: Any) -> PredictionSegment:
-    return PredictionSegment(
-        model=row.model,
-        version=row.version,
-        path=row.path,
-        blob_sha256=row.blob_sha256,
-        size_bytes=row.size_bytes,
-        min_time=row.min_time,
-        max_time=row.max_time,
-        rows=row.rows,
-        id=row.id,
-        created_time=row.created_time,
-    )
 
 
 def _matching_request() -> Any:
@@ -121,7 +106,7 @@ class SqlPredictionLogStore(SqlStoreBase):
             query = query.where(PredictionSegmentRow.version == version)
         query = query.order_by(PredictionSegmentRow.min_time, PredictionSegmentRow.id)
         with self._read() as conn:
-            return [_segment(row) for row in conn.execute(query)]
+            return [from_row(PredictionSegment, row) for row in conn.execute(query)]
 
     def request_models(self, request_ids: Sequence[str]) -> dict[str, list[str]]:
         """Map each logged request id to the models that answered it (unknown ids absent)."""

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from loopml.errors import NotFound
 from loopml.store.base import AlertRecord, MonitorRecord, MonitorRunRecord
-from loopml.store.sql._base import SqlStoreBase, now_ms
+from loopml.store.sql._base import SqlStoreBase, from_row, now_ms
 from loopml.store.sql._upsert import upsert
 from loopml.store.sql.models import (
     MonitorAlertRow,
@@ -27,40 +27,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _monitor(row: Any) -> MonitorRecord:
-    return MonitorRecord(
-        name=row.name,
-        model=row.model,
-        spec=json.loads(row.spec_json),
-        created_time=row.created_time,
-        last_update_time=row.last_update_time,
-    )
-
-
-def _run(row: Any) -> MonitorRunRecord:
-    return MonitorRunRecord(
-        id=row.id,
-        monitor=row.monitor,
-        model=row.model,
-        version=row.version,
-        time=row.time,
-        verdict=row.verdict,
-        result=json.loads(row.result_json),
-    )
-
-
 def _alert(row: Any) -> AlertRecord:
-    return AlertRecord(
-        id=row.id,
-        monitor=row.monitor,
-        model=row.model,
-        check=row.check_name,
-        state=row.state,
-        value=row.value,
-        message=row.message,
-        fired_time=row.fired_time,
-        resolved_time=row.resolved_time,
-    )
+    # ``check`` is a reserved word in SQL, hence the column's other name.
+    return from_row(AlertRecord, row, check=row.check_name)
 
 
 class SqlMonitorStore(SqlStoreBase):
@@ -87,7 +56,7 @@ class SqlMonitorStore(SqlStoreBase):
                 update=["model", "spec_json", "last_update_time"],
             )
             row = conn.execute(select(MonitorRow).where(MonitorRow.name == name)).one()
-            return _monitor(row)
+            return from_row(MonitorRecord, row)
 
     def get_monitor(self, name: str) -> MonitorRecord:
         """Return a monitor or raise :class:`NotFound`."""
@@ -95,7 +64,7 @@ class SqlMonitorStore(SqlStoreBase):
             row = conn.execute(select(MonitorRow).where(MonitorRow.name == name)).first()
         if row is None:
             raise NotFound(f"monitor {name!r} does not exist", field="monitor")
-        return _monitor(row)
+        return from_row(MonitorRecord, row)
 
     def list_monitors(self, model: str | None = None) -> list[MonitorRecord]:
         """Return every monitor, or those of one model, by name."""
@@ -103,7 +72,7 @@ class SqlMonitorStore(SqlStoreBase):
         if model is not None:
             query = query.where(MonitorRow.model == model)
         with self._read() as conn:
-            return [_monitor(row) for row in conn.execute(query).all()]
+            return [from_row(MonitorRecord, row) for row in conn.execute(query).all()]
 
     def delete_monitor(self, name: str) -> None:
         """Delete a monitor with its runs and alerts; :class:`NotFound` if it is unknown."""
@@ -149,7 +118,7 @@ class SqlMonitorStore(SqlStoreBase):
             .limit(max(1, int(limit)))
         )
         with self._read() as conn:
-            return [_run(row) for row in conn.execute(query).all()]
+            return [from_row(MonitorRunRecord, row) for row in conn.execute(query).all()]
 
     def latest_monitor_runs(self) -> list[MonitorRunRecord]:
         """Return the latest run of every monitor that has run, by monitor name."""
@@ -164,7 +133,7 @@ class SqlMonitorStore(SqlStoreBase):
             .order_by(MonitorRunRow.monitor)
         )
         with self._read() as conn:
-            return [_run(row) for row in conn.execute(query).all()]
+            return [from_row(MonitorRunRecord, row) for row in conn.execute(query).all()]
 
     # -- reference sketches -------------------------------------------------------------
     def get_reference_sketch(self, key: str) -> dict[str, Any] | None:
