@@ -9,7 +9,7 @@ Examples
 >>> lm.monitoring.save(lm.monitoring.Monitor("churn"))                    # doctest: +SKIP
 >>> lm.monitoring.run("churn").verdict                                    # doctest: +SKIP
 
-Every name is imported on first use, so ``import loopml.monitoring`` stays cheap.
+Every name but ``predictions`` (the reader, bound at import) is imported on first use.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ _EXPORTS = {
     "PredictionLogger": "loopml.monitoring.predictions",
     "PredictionRecord": "loopml.monitoring.predictions",
     "make_prediction_hook": "loopml.monitoring.predictions",
-    "predictions": "loopml.monitoring.predictions",
     "feedback_payload_to_frame": "loopml.monitoring.labels",
     "label_stats": "loopml.monitoring.labels",
     "log_labels": "loopml.monitoring.labels",
@@ -42,7 +41,12 @@ _EXPORTS = {
     "Rule": "loopml.monitoring.checks",
 }
 
-__all__ = sorted(_EXPORTS)
+# ``predictions`` names both a submodule and its reader function. Importing the submodule
+# sets the package attribute to the module; binding the function here, once, after that
+# import keeps ``lm.monitoring.predictions`` the function whatever is imported later.
+from loopml.monitoring.predictions import predictions as predictions  # noqa: E402
+
+__all__ = sorted([*_EXPORTS, "predictions"])
 
 
 def __getattr__(name: str) -> Any:

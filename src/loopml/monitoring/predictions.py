@@ -20,10 +20,8 @@ import json
 import logging
 import math
 import queue
-import sys
 import threading
 import time
-import types
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -658,19 +656,3 @@ def make_prediction_hook(
             return False
 
     return hook
-
-
-class _CallableModule(types.ModuleType):
-    """The module itself, callable as :func:`predictions`.
-
-    Importing ``loopml.monitoring.predictions`` makes the package attribute ``predictions``
-    this module rather than the function of the same name, so ``lm.monitoring.predictions``
-    would stop being callable once anything imported the module; calling the module keeps
-    ``lm.monitoring.predictions("churn")`` working either way.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        return predictions(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

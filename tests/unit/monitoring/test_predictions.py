@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -17,7 +18,6 @@ import loopml as lm
 from conftest import create_bucket
 from loopml.config import Settings, load_settings
 from loopml.errors import InvalidInput
-from loopml.monitoring import predictions as log_module
 from loopml.monitoring.predictions import (
     PredictionLogger,
     PredictionRecord,
@@ -27,6 +27,9 @@ from loopml.monitoring.predictions import (
     predictions,
 )
 from loopml.store.registry import PredictionLogStores
+
+# The module, not the reader function the package exports under the same name.
+log_module = importlib.import_module("loopml.monitoring.predictions")
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
