@@ -55,6 +55,7 @@ __version__ = "0.1.0"
 _LAZY_MODULES = (
     "data",
     "datasets",
+    "features",
     "loop",
     "models",
     "monitoring",
@@ -107,6 +108,7 @@ __all__ = [
     "delete_run",
     "end_run",
     "evaluate",
+    "features",
     "get_run",
     "get_service",
     "load_settings",

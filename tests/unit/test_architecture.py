@@ -88,6 +88,8 @@ LAYERS: dict[str, set[str]] = {
         "datasets",
         "loop",
     },
+    # The feature store reads dataset versions and keeps its definitions in the store.
+    "features": {"entities", "errors", "config", "store", "tracking", "data", "features"},
     "server": {"*"},
     "cli": {"*"},
 }

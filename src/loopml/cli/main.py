@@ -21,6 +21,7 @@ from loopml.cli.batch_score import batch_score as batch_score_command
 from loopml.cli.build import build as build_command
 from loopml.cli.ci import ci as ci_command
 from loopml.cli.deploy import app as deploy_app
+from loopml.cli.features import app as features_app
 from loopml.cli.loop import app as loop_app
 from loopml.cli.monitor import app as monitor_app
 from loopml.cli.scheduler import schedule_app, scheduler_app, trigger_app
@@ -141,6 +142,7 @@ app.add_typer(trigger_app)
 app.add_typer(deploy_app)
 app.add_typer(monitor_app)
 app.add_typer(loop_app)
+app.add_typer(features_app)
 app.command("serve")(serve.serve)
 app.command("batch-score")(batch_score_command)
 app.command("stream-score")(stream_score_command)

@@ -19,6 +19,7 @@ from loopml.store.base import (
     RunArtifactStore,
     RunStore,
 )
+from loopml.store.features_base import FeatureStore
 from loopml.store.loop_base import LoopStore
 
 
@@ -170,3 +171,11 @@ def open_loop_store(settings: Settings) -> LoopStore:
     from loopml.store.sql.loop import SqlLoopStore
 
     return SqlLoopStore(uri)
+
+
+def open_feature_store(settings: Settings) -> FeatureStore:
+    """Open the store of feature-store definitions (entities, feature views, services)."""
+    uri = _direct_store_uri(settings, "feature store calls")
+    from loopml.store.sql.features import SqlFeatureStore
+
+    return SqlFeatureStore(uri)

@@ -636,3 +636,15 @@ class LoopStateRow(Base):
     policy: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     state_json: Mapped[str] = mapped_column(Text, nullable=False)
     updated_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class FeatureDefinitionRow(Base):
+    """One version of a feature-store definition (entity, feature view, service) as JSON."""
+
+    __tablename__ = "feature_definitions"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
