@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         Seconds without a heartbeat after which a RUNNING run counts as killed.
     max_upload_bytes : int
         Largest artifact upload the server accepts (``LOOPML_MAX_UPLOAD_BYTES``).
+    online_store : str or None
+        URI of the feature store's online store (``LOOPML_ONLINE_STORE``, e.g.
+        ``redis://127.0.0.1:6379/0``); the SQLite file under ``home`` when unset.
     """
 
     model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore")
@@ -93,6 +96,7 @@ class Settings(BaseSettings):
     tracking_token: str | None = None
     run_heartbeat_timeout: float = 300.0
     max_upload_bytes: int = 2 * 1024**3
+    online_store: str | None = None
 
     @field_validator("tracking_uri")
     @classmethod

@@ -41,6 +41,7 @@ LAYERS: dict[str, set[str]] = {
         "data",
         "server",
         "monitoring",
+        "features",
     },
     # Alerts record drift/degradation events for the scheduler's triggers (pipelines).
     "monitoring": {

@@ -159,6 +159,13 @@ def show_version(name: NameArgument, version: VersionArgument, as_json: JsonOpti
     _show_version(_service().get_version(name, version), as_json=as_json)
 
 
+def _feature_lineage(tags: dict[str, Any]) -> list[tuple[str, str]]:
+    """The row of the feature service and view versions a version was trained from."""
+    if "features.service" not in tags:
+        return []
+    return [("features", f"{tags['features.service']}: {tags.get('features.views', '-')}")]
+
+
 def _show_version(version: ModelVersion, *, as_json: bool) -> None:
     if as_json:
         print_json(version.to_dict())
@@ -175,6 +182,7 @@ def _show_version(version: ModelVersion, *, as_json: bool) -> None:
             ("registered", f"{format_time(version.created_time)} by {version.user}"),
             ("description", version.description or "-"),
             ("tags", _pairs(version.tags)),
+            *_feature_lineage(version.tags),
             ("evaluation", _evaluation_summary(version.evaluation)),
             ("gate", _gate_summary(version.gate)),
         ],

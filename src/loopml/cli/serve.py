@@ -67,6 +67,14 @@ def serve(
         float,
         typer.Option("--log-sample-rate", min=0.0, max=1.0, help="Fraction of requests logged."),
     ] = 1.0,
+    feature_service: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-service",
+            help="An applied feature service: requests carry entity keys and are enriched "
+            "with its online features before predicting.",
+        ),
+    ] = None,
 ) -> None:
     """Serve MODEL: POST /predict, /explain, /feedback; GET /health, /ready, /metadata, /metrics."""
     import uvicorn
@@ -92,6 +100,7 @@ def serve(
                 "LOOPML_SERVE_RELOAD_INTERVAL": str(reload_interval),
                 "LOOPML_SERVE_LOG_PREDICTIONS": "1" if log_predictions else "0",
                 "LOOPML_SERVE_LOG_SAMPLE_RATE": str(log_sample_rate),
+                "LOOPML_SERVE_FEATURE_SERVICE": feature_service or "",
             }
         )
         uvicorn.run(
@@ -111,5 +120,6 @@ def serve(
         reload_interval=reload_interval or None,
         log_predictions=log_predictions,
         log_sample_rate=log_sample_rate,
+        feature_service=feature_service,
     )
     uvicorn.run(serving_app, host=host, port=port)

@@ -21,19 +21,29 @@ from loopml.features.definitions import (
     get,
     list_definitions,
 )
-from loopml.features.materialize import materialize
+from loopml.features.lineage import lineage_tags
+from loopml.features.materialize import materialize, materialize_incremental, watermark
+from loopml.features.online_lookup import get_online_features
 from loopml.features.retrieval import get_historical_features
+from loopml.features.skew import FeatureSkew, SkewReport, check_skew
 from loopml.store.features_base import FeatureDefinitionRecord
 
 __all__ = [
     "Entity",
     "FeatureDefinitionRecord",
     "FeatureService",
+    "FeatureSkew",
     "FeatureView",
     "Field",
+    "SkewReport",
     "apply",
+    "check_skew",
     "get",
     "get_historical_features",
+    "get_online_features",
+    "lineage_tags",
     "list_definitions",
     "materialize",
+    "materialize_incremental",
+    "watermark",
 ]

@@ -38,6 +38,7 @@ from loopml.monitoring._segments import PredictionRecord as LoggedPrediction
 from loopml.monitoring.predictions import PredictionLogger
 from loopml.server.errors import CatchAllMiddleware, error_response, install_error_handlers
 from loopml.server.security import BodyLimitMiddleware
+from loopml.serving._features import FeatureEnricher
 from loopml.serving._predict import make_predictor
 from loopml.serving.batcher import BatchResult, MicroBatcher, Overloaded
 from loopml.serving.deployment import DeploymentConfig, single_model
@@ -247,6 +248,7 @@ def create_serving_app(
     prediction_logger: PredictionLogger | None = None,
     log_predictions: bool = False,
     log_sample_rate: float = 1.0,
+    feature_service: str | None = None,
 ) -> FastAPI:
     """Build the serving app of one model, or of a deployment of several variants.
 
@@ -302,6 +304,11 @@ def create_serving_app(
         ``prediction_logger`` is given.
     log_sample_rate : float
         Fraction of requests the created logger keeps (chosen by request id).
+    feature_service : str, optional
+        An applied feature service: request bodies then carry its entities' join keys (and
+        any inputs that are not features), and each request's features are read from the
+        online store and added as ``<view>__<feature>`` columns before predicting; the
+        logged inputs are the join keys and the enriched frame.
 
     Returns
     -------
@@ -309,6 +316,7 @@ def create_serving_app(
         The app, ready for uvicorn.
     """
     metrics = ServingMetrics()
+    enricher = FeatureEnricher(feature_service) if feature_service else None
     if prediction_logger is None and log_predictions:
         prediction_logger = PredictionLogger(sample_rate=log_sample_rate, registry=metrics.registry)
     load = loader or _default_loader
@@ -363,7 +371,10 @@ def create_serving_app(
             version,
             has_proba,
             batcher,
-            build_request_model(model.signature, extra_fields),
+            build_request_model(
+                enricher.request_signature(model.signature) if enricher else model.signature,
+                extra_fields,
+            ),
         )
 
     async def retire(served: _Served) -> None:
@@ -448,6 +459,8 @@ def create_serving_app(
             await runtime.stop()
             if prediction_logger is not None:
                 await asyncio.to_thread(prediction_logger.close)
+            if enricher is not None:
+                await asyncio.to_thread(enricher.close)
 
     app = FastAPI(
         title="loopml model server",
@@ -466,6 +479,14 @@ def create_serving_app(
     install_error_handlers(app)
     app.state.metrics = metrics
     app.state.runtime = runtime
+
+    async def model_frames(body: BaseModel, served: _Served) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The model's input frame of a request, and the frame to log with its prediction."""
+        if enricher is None:
+            frame = signature_frame(body, served.model.signature)
+            return frame, frame
+        # One batched online-store read per request, off the event loop.
+        return await asyncio.to_thread(enricher.enrich, request_frame(body), served.model.signature)
 
     def require_ready() -> None:
         if not runtime.ready:
@@ -526,8 +547,8 @@ def create_serving_app(
         frame: pd.DataFrame | None = None
         try:
             body = served.request_model.model_validate_json(raw)
-            frame = signature_frame(body, served.model.signature)
-            result = await served.batcher.submit(frame)
+            inputs, frame = await model_frames(body, served)
+            result = await served.batcher.submit(inputs)
         except Exception as exc:
             elapsed = (time.perf_counter() - started) * 1000
             metrics.shadow_predictions.labels(variant=variant.name, outcome="error").inc()
@@ -585,7 +606,7 @@ def create_serving_app(
             body = current.request_model.model_validate_json(raw)
         except ValidationError as exc:
             return _validation_failure(exc)
-        frame = signature_frame(body, current.model.signature)
+        frame, logged = await model_frames(body, current)
         request_id = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
         headers = {"X-Request-ID": request_id, "X-Loopml-Variant": variant.name}
         started = time.perf_counter()
@@ -607,7 +628,7 @@ def create_serving_app(
         elapsed = time.perf_counter() - started
         runtime.record(variant, elapsed * 1000, ok=True)
         metrics.observe_variant(variant.name, elapsed, ok=True)
-        record = record_of(variant, current, request_id, frame, result, elapsed * 1000)
+        record = record_of(variant, current, request_id, logged, result, elapsed * 1000)
         return JSONResponse(
             {
                 "predictions": result.predictions,
@@ -633,7 +654,7 @@ def create_serving_app(
             body = current.request_model.model_validate_json(raw)
         except ValidationError as exc:
             return _validation_failure(exc)
-        frame = signature_frame(body, current.model.signature)
+        frame, _ = await model_frames(body, current)
         # SHAP takes milliseconds to seconds of CPU: off the event loop, like predictions.
         result = await asyncio.to_thread(explain_rows, current.model, frame)
         return JSONResponse({"model": current.name, "version": current.version, **result.to_dict()})
@@ -708,4 +729,5 @@ def app_from_env() -> FastAPI:
         reload_interval=float(os.environ.get("LOOPML_SERVE_RELOAD_INTERVAL", "0")) or None,
         log_predictions=os.environ.get("LOOPML_SERVE_LOG_PREDICTIONS", "1") == "1",
         log_sample_rate=float(os.environ.get("LOOPML_SERVE_LOG_SAMPLE_RATE", "1.0")),
+        feature_service=os.environ.get("LOOPML_SERVE_FEATURE_SERVICE") or None,
     )

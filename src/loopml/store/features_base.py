@@ -60,3 +60,43 @@ class FeatureStore(Protocol):
     ) -> list[FeatureDefinitionRecord]:
         """Return every version of one definition, oldest first."""
         ...
+
+
+@dataclass(frozen=True)
+class FeatureWatermark:
+    """How far one feature view is materialized into one online store.
+
+    Attributes
+    ----------
+    view : str
+        The feature view name.
+    target : str
+        The online store, as its URI without credentials.
+    view_version : int
+        The view version materialized; a new version starts again from the beginning.
+    watermark : int
+        Epoch microseconds: every event before it has been written.
+    updated_time : int
+        Epoch milliseconds of the last commit.
+    """
+
+    view: str
+    target: str
+    view_version: int
+    watermark: int
+    updated_time: int
+
+
+@runtime_checkable
+class FeatureWatermarkStore(Protocol):
+    """Persists materialization watermarks, one per feature view and online store."""
+
+    def get_feature_watermark(self, view: str, target: str) -> FeatureWatermark | None:
+        """Return the committed watermark, ``None`` when the view was never materialized."""
+        ...
+
+    def set_feature_watermark(
+        self, view: str, target: str, view_version: int, watermark: int
+    ) -> FeatureWatermark:
+        """Store (insert or replace) the watermark of ``view`` in ``target``."""
+        ...

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import loopml as lm
-from loopml.errors import InvalidInput
-from loopml.features.online import open_online_store
+from loopml.errors import InvalidInput, StoreUnavailable
+from loopml.features.online import SqliteOnlineStore, open_online_store
 
 T0 = pd.Timestamp("2026-01-01")
 
@@ -77,3 +78,74 @@ def test_bad_windows_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         lm.features.materialize("2026-01-01", now)  # type: ignore[arg-type]
     assert caught.value.field == "start"
+
+
+class _Crashing(SqliteOnlineStore):
+    """The default SQLite online store, whose write fails after some calls."""
+
+    def __init__(self, path: Path, fail_after: int) -> None:
+        super().__init__(path)
+        self.fail_after = fail_after
+        self.writes = 0
+
+    def write(self, *args: Any, **kwargs: Any) -> int:
+        if self.writes >= self.fail_after:
+            raise StoreUnavailable("simulated crash")
+        self.writes += 1
+        return super().write(*args, **kwargs)
+
+
+def _online(drivers: list[int]) -> list[dict[str, Any] | None]:
+    store = open_online_store(None)
+    try:
+        return store.read("stats", [{"driver_id": d} for d in drivers], ["value", "count"])
+    finally:
+        store.close()
+
+
+def test_incremental_runs_resume_after_a_crash_and_rerun_writes_nothing(tmp_path: Path) -> None:
+    source = _apply(tmp_path, 2)
+    drivers = [int(d) for d in sorted(source.driver_id.unique())]
+    end = (T0 + pd.Timedelta("100h")).to_pydatetime()
+    chunk = timedelta(hours=10)
+    path = lm.config.load_settings().home / "online_store.db"
+    crashing = _Crashing(path, fail_after=3)
+    with pytest.raises(StoreUnavailable):
+        lm.features.materialize_incremental(end, online_store=crashing, chunk=chunk)
+    crashing.close()
+    # Three 10-hour windows were written and committed; the fourth never was.
+    assert lm.features.watermark("stats") == T0 + pd.Timedelta("30h")
+    partial = _online(drivers)
+    seen = source[source.ts < T0 + pd.Timedelta("30h")]
+    assert sum(v is not None for v in partial) == seen.driver_id.nunique()
+
+    first = lm.features.materialize_incremental(end, chunk=chunk)
+    assert first["stats"] > 0
+    assert lm.features.watermark("stats") == end
+    reference = tmp_path / "reference.db"
+    lm.features.materialize(T0.to_pydatetime(), end, online_store=f"sqlite:///{reference}")
+    with SqliteOnlineStore(reference) as full:
+        expected = full.read("stats", [{"driver_id": d} for d in drivers], ["value", "count"])
+    assert _online(drivers) == expected
+    # Same end again: nothing left to do, nothing written.
+    assert lm.features.materialize_incremental(end, chunk=chunk) == {"stats": 0}
+
+
+def test_incremental_runs_pick_up_where_the_last_one_stopped(tmp_path: Path) -> None:
+    source = _apply(tmp_path, 3)
+    middle = (T0 + pd.Timedelta("50h")).to_pydatetime()
+    end = (T0 + pd.Timedelta("100h")).to_pydatetime()
+    assert lm.features.watermark("stats") is None
+    lm.features.materialize_incremental(middle)
+    assert lm.features.watermark("stats") == middle
+    second = lm.features.materialize_incremental(end, chunk=timedelta(days=30))
+    # One window; only entities with a newer row after `middle` change.
+    late = source[(source.ts >= middle) & (source.ts < end)]
+    assert second == {"stats": late.driver_id.nunique()}
+
+
+def test_incremental_refuses_a_bad_chunk(tmp_path: Path) -> None:
+    _apply(tmp_path, 0)
+    with pytest.raises(InvalidInput) as caught:
+        lm.features.materialize_incremental(datetime(2026, 1, 2), chunk=timedelta(0))
+    assert caught.value.field == "chunk"

@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from loopml.errors import InvalidInput, StoreUnavailable
 
 #: The Alembic revision this code expects; a test checks it is the migrations' head.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 _PG_MIGRATION_LOCK_KEY = 0x6C6F6F706D6C  # "loopml"
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from loopml.errors import Conflict, NotFound
-from loopml.store.features_base import FeatureDefinitionRecord
+from loopml.store.features_base import FeatureDefinitionRecord, FeatureWatermark
 from loopml.store.sql._base import SqlStoreBase, now_ms
-from loopml.store.sql.models import FeatureDefinitionRow
+from loopml.store.sql.models import FeatureDefinitionRow, FeatureWatermarkRow
 
 _ATTEMPTS = 5
 
@@ -137,3 +137,40 @@ class SqlFeatureStore(SqlStoreBase):
         if not rows:
             raise NotFound(f"{kind.replace('_', ' ')} {name!r} does not exist", field="name")
         return [_record(row) for row in rows]
+
+    def get_feature_watermark(self, view: str, target: str) -> FeatureWatermark | None:
+        """Return the committed watermark, ``None`` when the view was never materialized."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(FeatureWatermarkRow)
+                .where(FeatureWatermarkRow.view == view)
+                .where(FeatureWatermarkRow.target == target)
+            ).first()
+        if row is None:
+            return None
+        return FeatureWatermark(
+            row.view, row.target, row.view_version, row.watermark, row.updated_time
+        )
+
+    def set_feature_watermark(
+        self, view: str, target: str, view_version: int, watermark: int
+    ) -> FeatureWatermark:
+        """Store (insert or replace) the watermark of ``view`` in ``target``, atomically."""
+        updated = now_ms()
+        # Delete then insert in one transaction: portable across SQLite and PostgreSQL.
+        with self._write() as conn:
+            conn.execute(
+                delete(FeatureWatermarkRow)
+                .where(FeatureWatermarkRow.view == view)
+                .where(FeatureWatermarkRow.target == target)
+            )
+            conn.execute(
+                insert(FeatureWatermarkRow).values(
+                    view=view,
+                    target=target,
+                    view_version=view_version,
+                    watermark=watermark,
+                    updated_time=updated,
+                )
+            )
+        return FeatureWatermark(view, target, view_version, watermark, updated)

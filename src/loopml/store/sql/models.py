@@ -648,3 +648,15 @@ class FeatureDefinitionRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     definition_json: Mapped[str] = mapped_column(Text, nullable=False)
     created_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class FeatureWatermarkRow(Base):
+    """How far a feature view is materialized into one online store (epoch microseconds)."""
+
+    __tablename__ = "feature_watermarks"
+
+    view: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    target: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    view_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    watermark: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_time: Mapped[int] = mapped_column(BigInteger, nullable=False)

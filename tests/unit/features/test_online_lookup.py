@@ -1,0 +1,125 @@
+"""Online lookup: after materialization it returns the latest offline values."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import loopml as lm
+from conftest import free_port, service_missing
+from loopml.errors import InvalidInput, StoreUnavailable
+from loopml.features.online import RedisOnlineStore
+
+T0 = pd.Timestamp("2026-01-01")
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_store(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    try:
+        RedisOnlineStore(REDIS, timeout=2).close()
+    except StoreUnavailable:
+        service_missing("Redis at 127.0.0.1:6379 is not reachable")
+    return REDIS
+
+
+@pytest.fixture
+def view(online_store: str | None) -> Iterator[str]:
+    # A fresh name per test: the Redis database is shared.
+    name = f"stats_{uuid.uuid4().hex[:12]}"
+    yield name
+    if online_store is not None:
+        with RedisOnlineStore(online_store) as store:
+            store.delete_view(name)
+
+
+def _apply(tmp_path: Path, view: str, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = 400
+    source = pd.DataFrame(
+        {
+            "driver_id": rng.integers(0, 30, rows),
+            "ts": T0 + pd.to_timedelta(rng.integers(0, 200, rows), unit="h"),
+            "rating": rng.normal(size=rows).round(6),
+            "trips": rng.integers(0, 1000, rows),
+        }
+    )
+    source.to_parquet(tmp_path / "s.parquet")
+    lm.features.apply(
+        [
+            lm.features.FeatureView(
+                view,
+                [lm.features.Entity("driver", ["driver_id"])],
+                source=str(tmp_path / "s.parquet"),
+                timestamp_field="ts",
+                features=[lm.features.Field("rating"), lm.features.Field("trips", "int64")],
+            ),
+            lm.features.FeatureService("ranker", [view]),
+        ]
+    )
+    return source
+
+
+def test_online_lookup_equals_the_latest_offline_values(
+    tmp_path: Path, online_store: str | None, view: str
+) -> None:
+    source = _apply(tmp_path, view)
+    end = T0 + pd.Timedelta("300h")
+    lm.features.materialize_incremental(end.to_pydatetime(), online_store=online_store)
+    drivers = sorted(int(d) for d in source.driver_id.unique())
+    # Two entities never seen: their features come back null.
+    entities = pd.DataFrame({"driver_id": [*drivers, 998, 999]})
+    online = lm.features.get_online_features(entities, "ranker", online_store=online_store)
+    offline = lm.features.get_historical_features(
+        entities.assign(event_timestamp=end), [view]
+    ).drop(columns="event_timestamp")
+    assert list(online.columns) == ["driver_id", f"{view}__rating", f"{view}__trips"]
+    assert online[f"{view}__rating"].tolist()[:-2] == offline[f"{view}__rating"].tolist()[:-2]
+    assert online[f"{view}__trips"].tolist()[:-2] == offline[f"{view}__trips"].tolist()[:-2]
+    assert online.iloc[-2:, 1:].isna().all().all()
+
+
+def test_lookup_takes_a_list_of_dicts_and_single_features(
+    tmp_path: Path, online_store: str | None, view: str
+) -> None:
+    source = _apply(tmp_path, view, seed=1)
+    end = T0 + pd.Timedelta("300h")
+    lm.features.materialize(T0.to_pydatetime(), end.to_pydatetime(), online_store=online_store)
+    last = source.sort_values("ts", kind="stable").groupby("driver_id").tail(1)
+    driver = int(last.driver_id.iloc[0])
+    expected = int(last.trips.iloc[0])
+    found = lm.features.get_online_features(
+        [{"driver_id": driver}], [f"{view}:trips"], online_store=online_store
+    )
+    assert found.to_dict("records") == [{"driver_id": driver, f"{view}__trips": expected}]
+
+
+def test_bad_lookups_are_refused(tmp_path: Path) -> None:
+    _apply(tmp_path, "stats")
+    with pytest.raises(InvalidInput) as caught:
+        lm.features.get_online_features([{"driver_id": 1}], ["stats:nope"])
+    assert caught.value.field == "features"
+    with pytest.raises(InvalidInput) as caught:
+        lm.features.get_online_features([{"rider_id": 1}], ["stats"])
+    assert caught.value.field == "driver_id"
+    with pytest.raises(InvalidInput) as caught:
+        lm.features.get_online_features("driver 1", ["stats"])  # type: ignore[arg-type]
+    assert caught.value.field == "entity_rows"
+
+
+def test_the_online_store_setting_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _apply(tmp_path, "stats")
+    monkeypatch.setenv("LOOPML_ONLINE_STORE", f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreUnavailable):
+        lm.features.get_online_features([{"driver_id": 1}], ["stats"])
+    monkeypatch.setenv("LOOPML_ONLINE_STORE", f"sqlite:///{tmp_path / 'other.db'}")
+    lm.features.materialize_incremental((T0 + pd.Timedelta("300h")).to_pydatetime())
+    assert (tmp_path / "other.db").exists()
+    assert lm.features.get_online_features([{"driver_id": 1}], ["stats"]).shape == (1, 3)
