@@ -28,7 +28,6 @@ $(DEMO_STAMP): | $(BIN)/python
 
 demo: $(STAMP) $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
-	$(BIN)/loopml loop list
 
 services:
 	@bash scripts/check_services.sh
