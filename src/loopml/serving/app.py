@@ -184,6 +184,8 @@ class _Served:
     has_proba: bool
     batcher: MicroBatcher
     request_model: type[BaseModel]
+    #: Requests holding this model across an await (feature lookup) before they queue.
+    pending: int = 0
 
 
 def _default_loader(spec: str) -> LoadedModel:
@@ -378,6 +380,10 @@ def create_serving_app(
         )
 
     async def retire(served: _Served) -> None:
+        # A request that chose this model before a swap and is still reading its features
+        # must still find the batcher running when it queues.
+        while served.pending:
+            await asyncio.sleep(0.001)
         await served.batcher.drain()
 
     def publish() -> None:
@@ -598,15 +604,31 @@ def create_serving_app(
             raw = await request.body()
         finally:
             reading[0] -= 1
-        # No await between choosing the variant and queueing on its batcher, so a hot swap
-        # or a canary decision never strands a request on a batcher that is draining.
+        # A hot swap or a canary decision must never strand a request on a batcher that is
+        # draining: without a feature lookup nothing awaits before the request queues, and
+        # with one, ``pending`` holds retire() back until it has.
         variant = runtime.choose(sticky_value(sticky, request.headers, raw))
         current = variant.served
         try:
             body = current.request_model.model_validate_json(raw)
         except ValidationError as exc:
             return _validation_failure(exc)
-        frame, logged = await model_frames(body, current)
+        current.pending += 1
+        try:
+            frame, logged = await model_frames(body, current)
+            return await answer(request, variant, current, frame, logged, raw)
+        finally:
+            current.pending -= 1
+
+    async def answer(
+        request: Request,
+        variant: Variant[_Served],
+        current: _Served,
+        frame: pd.DataFrame,
+        logged: pd.DataFrame,
+        raw: bytes,
+    ) -> Response:
+        """Queue the request's frame on the chosen model and answer with its predictions."""
         request_id = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
         headers = {"X-Request-ID": request_id, "X-Loopml-Variant": variant.name}
         started = time.perf_counter()
