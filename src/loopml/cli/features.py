@@ -7,17 +7,13 @@ the latest version of each; ``show`` prints one definition.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loopml.cli._common import JsonOption
 from loopml.cli._output import Column, emit, format_time, print_json, print_success, render_pairs
-from loopml.errors import InvalidInput
+from loopml.pipelines.loading import load_object
 
 if TYPE_CHECKING:
     from loopml.features import FeatureDefinitionRecord
@@ -31,36 +27,7 @@ app = typer.Typer(
 
 def load_definitions(reference: str) -> list[Any]:
     """Import ``package.module:ATTR`` or ``file.py:ATTR``: a definition or a list of them."""
-    target, sep, attr = reference.rpartition(":")
-    if not sep or not target or not attr:
-        raise InvalidInput(
-            f"{reference!r} must look like 'package.module:attr' or 'file.py:attr'",
-            field="definitions",
-        )
-    try:
-        if target.endswith(".py"):
-            path = Path(target).resolve()
-            if not path.is_file():
-                raise InvalidInput(f"{target} does not exist", field="definitions")
-            spec = importlib.util.spec_from_file_location(f"_loopml_features_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise InvalidInput(f"cannot import {target}", field="definitions")
-            module: Any = importlib.util.module_from_spec(spec)
-            # The file may import its neighbours, as `python file.py` would let it.
-            sys.path.insert(0, str(path.parent))
-            try:
-                spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(path.parent))
-        else:
-            module = importlib.import_module(target)
-        found = getattr(module, attr)
-    except InvalidInput:
-        raise
-    except Exception as exc:  # noqa: BLE001 - importing user code may raise anything
-        raise InvalidInput(
-            f"cannot load {reference!r}: {type(exc).__name__}: {exc}", field="definitions"
-        ) from exc
+    found = load_object(reference, field="definitions", what="definitions")
     return list(found) if isinstance(found, list | tuple) else [found]
 
 

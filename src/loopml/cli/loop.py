@@ -7,13 +7,10 @@ other stands by); ``history`` shows every decision it took and why.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,6 +28,7 @@ from loopml.cli._output import (
     render_table,
 )
 from loopml.errors import InvalidInput
+from loopml.pipelines.loading import load_object
 
 if TYPE_CHECKING:
     from loopml.loop import LoopEvent, Policy, StoredPolicy
@@ -49,35 +47,7 @@ def load_policy(reference: str) -> Policy:
     """Import ``package.module:POLICY`` or ``path/to/file.py:POLICY`` and return the policy."""
     from loopml.loop import Policy
 
-    target, sep, attr = reference.rpartition(":")
-    if not sep or not target or not attr:
-        raise InvalidInput(
-            f"{reference!r} must look like 'package.module:policy' or 'file.py:policy'",
-            field="policy",
-        )
-    try:
-        if target.endswith(".py"):
-            path = Path(target).resolve()
-            if not path.is_file():
-                raise InvalidInput(f"{target} does not exist", field="policy")
-            # The controller imports the pipeline by module name: make the file's folder
-            # importable, as `python file.py` would.
-            if str(path.parent) not in sys.path:
-                sys.path.insert(0, str(path.parent))
-            module: Any = sys.modules.get(path.stem)
-            if module is not None and Path(getattr(module, "__file__", "") or "") == path:
-                module = importlib.reload(module)  # applied again after an edit
-            else:
-                module = importlib.import_module(path.stem)
-        else:
-            module = importlib.import_module(target)
-        found = getattr(module, attr)
-    except InvalidInput:
-        raise
-    except Exception as exc:  # noqa: BLE001 - importing user code may raise anything
-        raise InvalidInput(
-            f"cannot load policy {reference!r}: {type(exc).__name__}: {exc}", field="policy"
-        ) from exc
+    found = load_object(reference, field="policy")
     if not isinstance(found, Policy):
         raise InvalidInput(
             f"{reference!r} is a {type(found).__name__}, not an lm.loop.Policy", field="policy"

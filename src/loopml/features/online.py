@@ -28,7 +28,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote_plus, urlsplit, urlunsplit
@@ -103,6 +103,12 @@ class OnlineStore(Protocol):
         self, view: str, keys: list[dict[str, Any]], features: list[str]
     ) -> list[dict[str, Any] | None]:
         """Return the stored features of each key, ``None`` for a key never written."""
+        ...
+
+    def read_timestamped(
+        self, view: str, keys: list[dict[str, Any]], features: list[str]
+    ) -> list[tuple[dict[str, Any], datetime] | None]:
+        """Like :meth:`read`, each row with its event timestamp (aware, UTC)."""
         ...
 
     def delete_view(self, view: str) -> None:
@@ -196,9 +202,17 @@ class SqliteOnlineStore:
         An empty ``features`` list returns every stored feature; a requested feature the row
         does not hold comes back as ``None``.
         """
+        return [
+            None if row is None else row[0] for row in self.read_timestamped(view, keys, features)
+        ]
+
+    def read_timestamped(
+        self, view: str, keys: list[dict[str, Any]], features: list[str]
+    ) -> list[tuple[dict[str, Any], datetime] | None]:
+        """Like :meth:`read`, each row with its event timestamp (aware, UTC)."""
         _check_view(view)
         encoded = [_entity_key(key) for key in keys]
-        found: dict[str, str] = {}
+        found: dict[str, tuple[int, str]] = {}
         unique = list(dict.fromkeys(encoded))
         with self._lock:
             for start in range(0, len(unique), _BATCH):
@@ -206,16 +220,21 @@ class SqliteOnlineStore:
                 marks = ",".join("?" * len(batch))
                 try:
                     cursor = self._db.execute(
-                        "SELECT entity, value FROM online_features "
+                        "SELECT entity, ts, value FROM online_features "
                         f"WHERE view = ? AND entity IN ({marks})",
                         [view, *batch],
                     )
-                    found.update(cursor.fetchall())
+                    found.update((entity, (ts, value)) for entity, ts, value in cursor)
                 except sqlite3.Error as exc:
                     raise StoreUnavailable(
                         f"cannot read the online store {self.path}: {exc}"
                     ) from exc
-        return [_select(json.loads(found[k]), features) if k in found else None for k in encoded]
+        return [
+            (_select(json.loads(found[k][1]), features), _from_micros(found[k][0]))
+            if k in found
+            else None
+            for k in encoded
+        ]
 
     def delete_view(self, view: str) -> None:
         """Remove every row of ``view``."""
@@ -339,6 +358,14 @@ class RedisOnlineStore:
         An empty ``features`` list returns every stored feature; a requested feature the row
         does not hold comes back as ``None``.
         """
+        return [
+            None if row is None else row[0] for row in self.read_timestamped(view, keys, features)
+        ]
+
+    def read_timestamped(
+        self, view: str, keys: list[dict[str, Any]], features: list[str]
+    ) -> list[tuple[dict[str, Any], datetime] | None]:
+        """Like :meth:`read`, each row with its event timestamp (aware, UTC)."""
         _check_view(view)
         if not keys:
             return []
@@ -351,28 +378,26 @@ class RedisOnlineStore:
                 else:
                     pipe.hgetall(key)
             replies = pipe.execute()
-        results: list[dict[str, Any] | None] = []
+        results: list[tuple[dict[str, Any], datetime] | None] = []
         for reply in replies:
             if features:
                 if reply[0] is None:
                     results.append(None)
                     continue
-                results.append(
-                    {
-                        name: None if raw is None else json.loads(raw)
-                        for name, raw in zip(features, reply[1:], strict=True)
-                    }
-                )
+                values = {
+                    name: None if raw is None else json.loads(raw)
+                    for name, raw in zip(features, reply[1:], strict=True)
+                }
+                results.append((values, _from_micros(int(reply[0]))))
             elif not reply:
                 results.append(None)
             else:
-                results.append(
-                    {
-                        name: json.loads(raw)
-                        for name, raw in reply.items()
-                        if name not in (TS_FIELD, RANK_FIELD)
-                    }
-                )
+                values = {
+                    name: json.loads(raw)
+                    for name, raw in reply.items()
+                    if name not in (TS_FIELD, RANK_FIELD)
+                }
+                results.append((values, _from_micros(int(reply[TS_FIELD]))))
         return results
 
     def delete_view(self, view: str) -> None:
@@ -697,6 +722,10 @@ def _json_object(names: list[str], encoded: list[str]) -> str:
 
 def _redis_key(view: str, entity: str) -> str:
     return f"{REDIS_PREFIX}:{view}:{entity}"
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _select(stored: dict[str, Any], features: Sequence[str]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ training and in serving.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput
@@ -38,6 +40,65 @@ def _rows(entity_rows: Any) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     return records, frame
 
 
+@dataclass(frozen=True)
+class ViewRead:
+    """The online rows of one view's entities, TTL applied.
+
+    Attributes
+    ----------
+    values : list of dict or None
+        Per entity, in order: its features, or ``None`` when it has no row or its row is
+        expired.
+    expired : list of bool
+        Per entity: whether a row exists but is older than the view's TTL.
+    """
+
+    values: list[dict[str, Any] | None]
+    expired: list[bool]
+
+
+def read_view(
+    store: OnlineStore,
+    view: str,
+    keys: list[dict[str, Any]],
+    features: list[str],
+    ttl_seconds: float | None,
+    *,
+    now: datetime | None = None,
+) -> ViewRead:
+    """Read one view's rows from an online store, dropping the ones past the view's TTL.
+
+    Parameters
+    ----------
+    store : OnlineStore
+        Where materialization wrote the view.
+    view : str
+        The view's name.
+    keys : list of dict
+        One dict of join key values per entity.
+    features : list of str
+        The features to read (all of them when empty).
+    ttl_seconds : float or None
+        The view's TTL; ``None`` keeps every row whatever its age.
+    now : datetime, optional
+        The instant ages are measured from (timezone-aware); the current time by default.
+
+    Returns
+    -------
+    ViewRead
+        The values per entity, ``None`` for a missing or expired row, and which were
+        expired.
+    """
+    if ttl_seconds is None:
+        values = store.read(view, keys, features) if keys else []
+        return ViewRead(values, [False] * len(values))
+    oldest = (now or datetime.now(UTC)) - timedelta(seconds=ttl_seconds)
+    rows = store.read_timestamped(view, keys, features) if keys else []
+    expired = [row is not None and row[1] < oldest for row in rows]
+    kept = [None if row is None or old else row[0] for row, old in zip(rows, expired, strict=True)]
+    return ViewRead(kept, expired)
+
+
 def get_online_features(
     entity_rows: list[dict[str, Any]] | pd.DataFrame,
     features: Sequence[str] | FeatureService | str,
@@ -61,8 +122,8 @@ def get_online_features(
     -------
     pandas.DataFrame
         The entity rows' columns, in their order, plus one ``<view>__<feature>`` column per
-        feature; null for an entity never materialized. The views' TTL is not applied: the
-        value is the latest one written.
+        feature; null for an entity never materialized, and for a view whose latest value
+        is older than its TTL (relative to now).
 
     Raises
     ------
@@ -75,6 +136,8 @@ def get_online_features(
 
     requests = _requests(features)
     records, frame = _rows(entity_rows)
+    # One instant for every view, so that a lookup's rows agree on what is expired.
+    now = datetime.now(UTC)
     result = frame.copy()
     online, owned = _open(online_store)
     try:
@@ -87,10 +150,17 @@ def get_online_features(
                     field=missing[0],
                 )
             keys = [{k: row[k] for k in join_keys} for row in records]
-            found = online.read(request.name, keys, request.features) if keys else []
+            ttl = request.definition.get("ttl_seconds")
+            found = read_view(online, request.name, keys, request.features, ttl, now=now).values
+            dtypes = {f["name"]: f["dtype"] for f in request.definition["features"]}
             for feature in request.features:
                 values = [None if hit is None else hit.get(feature) for hit in found]
-                result[f"{request.name}__{feature}"] = pd.Series(values, dtype=object)
+                column = pd.Series(values, dtype=object)
+                # A numeric feature null for every entity (all expired, say) is NaN, like
+                # one null among numbers, rather than a column of None.
+                if column.isna().all() and dtypes.get(feature, "").startswith(("int", "float")):
+                    column = column.astype("float64")
+                result[f"{request.name}__{feature}"] = column
     finally:
         if owned:
             online.close()
@@ -98,4 +168,4 @@ def get_online_features(
     return result.infer_objects()
 
 
-__all__ = ["get_online_features"]
+__all__ = ["ViewRead", "get_online_features", "read_view"]

@@ -27,6 +27,7 @@ from loopml.features.definitions import (
     FeatureView,
     get_store,
 )
+from loopml.features.lineage import record_on_active_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -252,6 +253,12 @@ def get_historical_features(
         Also register the result as a version of this dataset, tagged with the feature
         view versions and linked to them in the lineage graph.
 
+    Notes
+    -----
+    Inside an active run, the run is tagged with the feature service (when ``features``
+    names an applied one) and the view versions read, ``features.service`` and
+    ``features.views``; a model version registered from the run inherits them.
+
     Returns
     -------
     pandas.DataFrame
@@ -299,6 +306,7 @@ def get_historical_features(
         connection.close()
     if register_as is not None:
         _register(result, register_as, requests, lineage)
+    record_on_active_run(features, [(r.name, r.version) for r in requests])
     return result
 
 

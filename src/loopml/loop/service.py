@@ -7,20 +7,16 @@ is stored by import path, so the controller (another process) imports it itself.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import os
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from loopml.config import load_settings
 from loopml.errors import InvalidInput, NotFound
 from loopml.loop.policy import Policy, policy_from_dict, policy_to_dict
+from loopml.pipelines.loading import load_object
 from loopml.store.loop_base import LoopEvent, LoopPolicyRecord, LoopStore
 
 __all__ = [
@@ -109,33 +105,7 @@ def load_pipeline_function(reference: str) -> Callable[..., Any]:
     InvalidInput
         When it cannot be imported, or takes no ``dataset`` keyword.
     """
-    target, _, attr = reference.rpartition(":")
-    # Like `python -m`, resolve project modules from the working directory; the console
-    # script does not put it on the path.
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        if target.endswith(".py"):
-            path = Path(target).resolve()
-            if not path.is_file():
-                raise InvalidInput(f"pipeline file {target} does not exist", field="pipeline")
-            spec = importlib.util.spec_from_file_location(f"loopml_user_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise InvalidInput(f"cannot import {target}", field="pipeline")
-            found: Any = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = found
-            spec.loader.exec_module(found)
-        else:
-            found = importlib.import_module(target)
-        for part in attr.split("."):
-            found = getattr(found, part)
-    except InvalidInput:
-        raise
-    except Exception as exc:  # noqa: BLE001 - importing user code may raise anything
-        raise InvalidInput(
-            f"cannot import pipeline {reference!r}: {type(exc).__name__}: {exc}",
-            field="pipeline",
-        ) from exc
+    found = load_object(reference, field="pipeline")
     if not callable(found):
         raise InvalidInput(f"pipeline {reference!r} is not callable", field="pipeline")
     signature = inspect.signature(getattr(found, "fn", found))

@@ -8,16 +8,12 @@ logged inside steps land there).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import socket
-import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from loopml.entities.pipelines import (
@@ -33,6 +29,7 @@ from loopml.pipelines import materializers
 from loopml.pipelines.dsl import Pipeline, StepOutput, outputs_of
 from loopml.pipelines.executors import Executor, get_executor
 from loopml.pipelines.hashing import combine
+from loopml.pipelines.loading import load_object
 from loopml.pipelines.worker import StepOutcome, StepTask, now_ms
 from loopml.store.base import BlobStore, PipelineStore
 
@@ -485,27 +482,7 @@ def _jsonable(value: Any) -> Any:
 
 def load_pipeline(reference: str) -> Pipeline:
     """Import a pipeline by ``package.module:attr`` or ``path/to/file.py:attr``."""
-    target, sep, attr = reference.rpartition(":")
-    if not sep or not target or not attr:
-        raise InvalidInput(
-            f"pipeline reference {reference!r} must look like module:pipeline", field="pipeline"
-        )
-    try:
-        if target.endswith(".py"):
-            path = Path(target).resolve()
-            if not path.is_file():
-                raise InvalidInput(f"{target} does not exist", field="pipeline")
-            name = f"loopml_user_{path.stem}"
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-        found = getattr(module, attr)
-    except (ImportError, AttributeError, SyntaxError) as exc:
-        raise InvalidInput(f"cannot load pipeline {reference!r}: {exc}", field="pipeline") from exc
+    found = load_object(reference, field="pipeline")
     if not isinstance(found, Pipeline):
         raise InvalidInput(f"{reference!r} is not an @lm.pipeline function", field="pipeline")
     return found

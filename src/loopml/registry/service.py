@@ -23,6 +23,17 @@ _SPEC = re.compile(
 )
 APPROVAL_ALIASES = ("champion",)
 READY, ARCHIVED = "READY", "ARCHIVED"
+#: The run tags naming the feature service and view versions a run's training sets read
+#: (written by ``loopml.features``); a registered version inherits them from its run.
+FEATURE_LINEAGE_TAGS = ("features.service", "features.views")
+
+
+def _with_feature_lineage(tags: dict[str, Any], run_tags: dict[str, str]) -> dict[str, Any]:
+    """The version's tags plus the run's feature lineage, unless the caller gave their own."""
+    if any(key in tags for key in FEATURE_LINEAGE_TAGS):
+        return tags
+    inherited = {key: run_tags[key] for key in FEATURE_LINEAGE_TAGS if key in run_tags}
+    return {**inherited, **tags}
 
 
 def check_model_name(name: Any) -> str:
@@ -78,8 +89,9 @@ class RegistryService:
         """Register a logged model (``runs:/<run_id>/<path>``) as a new version of ``name``.
 
         The version records the source run's metrics, its git commit, the dataset versions
-        it read and the model's signature; lineage edges make those datasets undeletable
-        while the version exists.
+        it read, the feature service and view versions its training sets were built from
+        (the run's ``features.*`` tags, unless ``tags`` names them) and the model's
+        signature; lineage edges make those datasets undeletable while the version exists.
         """
         name = check_model_name(name)
         run_id, path = parse_runs_uri(model_uri)
@@ -110,7 +122,7 @@ class RegistryService:
                 datasets=tuple(datasets),
                 code_version=run.tags.get("loopml.git.commit", ""),
                 user=user or current_user(),
-                tags=validation.check_tags(tags or {}),
+                tags=validation.check_tags(_with_feature_lineage(tags or {}, run.tags)),
             )
         )
         if self.lineage is not None:

@@ -3,19 +3,23 @@
 A ``/predict`` body then carries the entities' join keys (and any inputs that are not
 features); each view of the service is read from the online store in one batched lookup per
 request, and its values become ``<view>__<feature>`` columns, the names
-:func:`~loopml.features.get_historical_features` gives them in training sets.
+:func:`~loopml.features.get_historical_features` gives them in training sets. A view's TTL
+applies as in :func:`~loopml.features.get_online_features`: an entity whose latest row is
+older than the TTL is refused like one never materialized.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from loopml.errors import InvalidInput
 from loopml.features.online import OnlineStore, open_online_store
+from loopml.features.online_lookup import read_view
 from loopml.features.retrieval import _requests
 from loopml.models import signature as signatures
 
@@ -25,6 +29,7 @@ class _View:
     name: str
     join_keys: list[str]
     features: list[str]
+    ttl_seconds: float | None
 
 
 class FeatureEnricher:
@@ -47,7 +52,12 @@ class FeatureEnricher:
         self.service = service
         self._uri = online_store
         self._views = [
-            _View(r.name, list(r.definition["join_keys"]), list(r.features))
+            _View(
+                r.name,
+                list(r.definition["join_keys"]),
+                list(r.features),
+                r.definition.get("ttl_seconds"),
+            )
             for r in _requests(service)
         ]
         self._store: OnlineStore | None = None
@@ -102,11 +112,13 @@ class FeatureEnricher:
         Raises
         ------
         InvalidInput
-            A missing join key value, or an entity the online store holds no row for (naming
-            the key and its value), or enriched values the signature refuses.
+            A missing join key value, or an entity the online store holds no row for or only
+            one past the view's TTL (naming the key and its value), or enriched values the
+            signature refuses.
         """
         enriched = frame.reset_index(drop=True).copy()
         store = self._online()
+        now = datetime.now(UTC)
         for view in self._views:
             for key in view.join_keys:
                 if enriched[key].isna().any():
@@ -115,13 +127,18 @@ class FeatureEnricher:
                 {k: _plain(row[k]) for k in view.join_keys}
                 for row in enriched[view.join_keys].to_dict("records")
             ]
-            found = store.read(view.name, keys, view.features)
-            for entity, values in zip(keys, found, strict=True):
+            read = read_view(store, view.name, keys, view.features, view.ttl_seconds, now=now)
+            found = read.values
+            for entity, values, expired in zip(keys, found, read.expired, strict=True):
                 if values is None:
                     shown = ", ".join(f"{k}={v!r}" for k, v in entity.items())
+                    reason = (
+                        f"its latest values are older than the view's TTL ({view.ttl_seconds:g} s)"
+                        if expired
+                        else "the entity is unknown or not materialized"
+                    )
                     raise InvalidInput(
-                        f"no online features of view {view.name!r} for {shown}: "
-                        "the entity is unknown or not materialized",
+                        f"no online features of view {view.name!r} for {shown}: {reason}",
                         field=view.join_keys[0],
                     )
             for feature in view.features:

@@ -123,3 +123,64 @@ def test_the_online_store_setting_is_used(tmp_path: Path, monkeypatch: pytest.Mo
     lm.features.materialize_incremental((T0 + pd.Timedelta("300h")).to_pydatetime())
     assert (tmp_path / "other.db").exists()
     assert lm.features.get_online_features([{"driver_id": 1}], ["stats"]).shape == (1, 3)
+
+
+def test_values_older_than_the_ttl_read_as_null(
+    tmp_path: Path, online_store: str | None, view: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from loopml.features.online import open_online_store
+    from loopml.features.online_lookup import read_view
+
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    source = pd.DataFrame(
+        {
+            # Driver 1's latest value is 3 h old, driver 2's 30 min: the TTL is 1 h.
+            "driver_id": [1, 1, 2],
+            "ts": [now - pd.Timedelta("5h"), now - pd.Timedelta("3h"), now - pd.Timedelta("30min")],
+            "rating": [0.5, 1.5, 2.5],
+        }
+    )
+    source.to_parquet(tmp_path / "s.parquet")
+    lm.features.apply(
+        [
+            lm.features.FeatureView(
+                view,
+                [lm.features.Entity("driver", ["driver_id"])],
+                source=str(tmp_path / "s.parquet"),
+                timestamp_field="ts",
+                features=[lm.features.Field("rating")],
+                ttl=timedelta(hours=1),
+            )
+        ]
+    )
+    lm.features.materialize(
+        (now - pd.Timedelta("1D")).to_pydatetime(),
+        (now + pd.Timedelta("1min")).to_pydatetime(),
+        online_store=online_store,
+    )
+    rows = [{"driver_id": 1}, {"driver_id": 2}, {"driver_id": 3}]
+    online = lm.features.get_online_features(rows, [view], online_store=online_store)
+    rating = online[f"{view}__rating"]
+    assert rating.isna().tolist() == [True, False, True]
+    assert rating[1] == 2.5
+
+    store = open_online_store(online_store)
+    try:
+        # The stored row is kept: the same row is fresh as of an instant within its TTL.
+        stamped = store.read_timestamped(view, rows[:1], ["rating"])[0]
+        assert stamped is not None
+        assert stamped[0] == {"rating": 1.5}
+        assert stamped[1] == (now - pd.Timedelta("3h")).tz_localize(UTC).to_pydatetime()
+        earlier = datetime.now(UTC) - timedelta(hours=2, minutes=30)
+        then = read_view(store, view, rows, ["rating"], 3600, now=earlier)
+        assert then.values == [{"rating": 1.5}, {"rating": 2.5}, None]
+        assert then.expired == [False, False, False]
+        current = read_view(store, view, rows, ["rating"], 3600)
+        assert current.values == [None, {"rating": 2.5}, None]
+        assert current.expired == [True, False, False]
+        # Without a TTL every value is kept, whatever its age.
+        assert read_view(store, view, rows, [], None).values[0] == {"rating": 1.5}
+    finally:
+        store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,11 @@ from sklearn.linear_model import LinearRegression
 
 import loopml as lm
 from conftest import serve_app
+from loopml.features.online import open_online_store
 from loopml.serving import create_serving_app
 
-T0 = pd.Timestamp("2026-01-01")
+# Yesterday: the online values stay within the activity view's 2-day TTL during the tests.
+T0 = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("D") - pd.Timedelta("1D")
 END = T0 + pd.Timedelta("1D")
 FEATURES = ["activity__trips", "quality__rating"]
 
@@ -160,3 +164,120 @@ def test_serve_command_binds_the_feature_service(
     with serve_app(started[0]) as client:
         response = client.post("/predict", json={"inputs": [{"driver_id": 2}]})
         assert response.status_code == 200, response.text
+
+
+def test_an_entity_past_the_ttl_is_refused_naming_the_ttl(tmp_path: Path) -> None:
+    _feature_store(tmp_path)
+    _train()
+    lm.features.materialize(T0.to_pydatetime(), END.to_pydatetime())
+    # Driver 6's only activity is three days old: past the view's 2-day TTL.
+    stale = pd.DataFrame(
+        {"driver_id": [6], "ts": [T0 - pd.Timedelta("2D")], "trips": [3], "rating": [4.0]}
+    )
+    with open_online_store(None) as store:
+        store.write("activity", stale, ["driver_id"], ["trips"], "ts")
+        store.write("quality", stale, ["driver_id"], ["rating"], "ts")
+    app = create_serving_app("eta@champion", feature_service="ranker")
+    with serve_app(app) as client:
+        expired = client.post("/predict", json={"inputs": [{"driver_id": 6}]})
+        assert expired.status_code == 400, expired.text
+        assert expired.json()["field"] == "driver_id"
+        assert "driver_id=6" in expired.json()["message"]
+        assert "older than the view's TTL (172800 s)" in expired.json()["message"]
+        # The quality view has no TTL: only activity expires; fresh drivers still work.
+        assert client.post("/predict", json={"inputs": [{"driver_id": 2}]}).status_code == 200
+
+
+class _SlowStore:
+    """An online store whose reads take ``delay`` seconds, as a remote one under load."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+
+    def read(self, view: str, keys: list[dict[str, Any]], features: list[str]) -> Any:
+        time.sleep(self.delay)
+        return self.inner.read(view, keys, features)
+
+    def read_timestamped(self, view: str, keys: list[dict[str, Any]], features: list[str]) -> Any:
+        time.sleep(self.delay)
+        return self.inner.read_timestamped(view, keys, features)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_hot_swap_waits_for_requests_in_their_feature_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.serving import _features
+    from loopml.serving.batcher import MicroBatcher
+
+    _feature_store(tmp_path)
+    _train()
+    run_id = lm.registry.resolve("eta@champion").run_id
+    lm.registry.register(f"runs:/{run_id}/model", "eta")  # version 2, the same model
+    lm.features.materialize(T0.to_pydatetime(), END.to_pydatetime())
+    monkeypatch.setattr(
+        _features, "open_online_store", lambda uri: _SlowStore(open_online_store(uri), 0.5)
+    )
+    # Per batcher (one per served version): when it started, answered, and began draining.
+    started: list[tuple[int, float]] = []
+    answered: dict[int, list[float]] = {}
+    drained: dict[int, float] = {}
+    real_start, real_submit, real_drain = (
+        MicroBatcher.start,
+        MicroBatcher.submit,
+        MicroBatcher.drain,
+    )
+
+    async def start(self: MicroBatcher) -> None:
+        started.append((id(self), time.monotonic()))
+        await real_start(self)
+
+    async def submit(self: MicroBatcher, frame: pd.DataFrame) -> Any:
+        result = await real_submit(self, frame)
+        answered.setdefault(id(self), []).append(time.monotonic())
+        return result
+
+    async def drain(self: MicroBatcher, poll_seconds: float = 0.001) -> None:
+        drained.setdefault(id(self), time.monotonic())
+        await real_drain(self, poll_seconds)
+
+    monkeypatch.setattr(MicroBatcher, "start", start)
+    monkeypatch.setattr(MicroBatcher, "submit", submit)
+    monkeypatch.setattr(MicroBatcher, "drain", drain)
+
+    app = create_serving_app("eta@champion", feature_service="ranker", reload_interval=0.05)
+    with serve_app(app) as client:
+        stop = time.monotonic() + 2.0
+        versions: dict[int, list[int]] = {}
+        failures: list[str] = []
+
+        def hammer(driver: int) -> None:
+            while time.monotonic() < stop:
+                response = client.post("/predict", json={"inputs": [{"driver_id": driver}]})
+                if response.status_code != 200:
+                    failures.append(response.text)
+                else:
+                    versions.setdefault(driver, []).append(response.json()["version"])
+
+        threads = [threading.Thread(target=hammer, args=(d,)) for d in range(1, 6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)  # every thread is inside a lookup holding version 1
+        lm.registry.set_alias("eta", "champion", 2, reason="hot swap")
+        for thread in threads:
+            thread.join()
+
+    assert failures == []
+    # Each client saw version 1, then version 2, and never went back.
+    for seen in versions.values():
+        assert seen == sorted(seen) and seen[0] == 1 and seen[-1] == 2, seen
+    (old, _), (new, new_started) = started[:2]
+    assert old in drained and answered[old]
+    # The old model's batcher kept answering requests that chose it before the swap (they
+    # were in their slow lookup meanwhile) and started draining only after the last one.
+    assert max(answered[old]) > new_started
+    assert max(answered[old]) <= drained[old]
+    assert min(answered[new]) > new_started
