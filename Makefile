@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_STAMP := $(VENV)/.installed-demo-data
 
-.PHONY: demo test lint typecheck bench services clean
+.PHONY: demo test lint typecheck bench services ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ $(DEMO_STAMP): | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps 'ISLP>=0.3,<0.7'
 	touch $@
 
-demo: $(STAMP) $(DEMO_STAMP)
+# The web UI's compiled assets are committed; this rebuilds them only when ui/ changed.
+ui:
+	bash scripts/build_ui.sh
+
+demo: $(STAMP) $(DEMO_STAMP) ui
 	$(BIN)/python examples/demo.py
 
 services:
@@ -37,7 +41,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-test: $(TEST_STAMP) $(DEMO_STAMP) services lint
+test: $(TEST_STAMP) $(DEMO_STAMP) services ui lint
 	$(BIN)/pytest
 
 bench: $(TEST_STAMP) $(DEMO_STAMP)

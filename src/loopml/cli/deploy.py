@@ -37,7 +37,6 @@ app = typer.Typer(
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="Deployment name.")]
 #: Events shown by ``status``; ``history`` shows them all.
 _STATUS_EVENTS = 5
-_CANARY_KINDS = ("canary_started", "promoted", "rolled_back")
 
 
 def _store() -> DeploymentStore:
@@ -143,23 +142,17 @@ def apply(
     print_note(f"Serve it with `loopml deploy serve {config.name}`.")
 
 
-def _current_shares(
-    config: DeploymentConfig, events: list[DeploymentEvent], revision: int
-) -> tuple[dict[str, float], str]:
-    """The shares implied by the configuration and the canary's last decision."""
-    canary_events = [e for e in events if e.revision == revision and e.kind in _CANARY_KINDS]
-    last = canary_events[-1] if canary_events else None
-    if last is None:
-        return config.shares(), "-"
-    if last.kind == "rolled_back":
-        return config.shares(canary=False), f"rolled back ({last.evidence.get('reason', '')})"
-    if last.kind == "promoted":
-        return config.shares(canary=False), (
-            f"promoted: v{last.to_version} took the alias ({last.evidence.get('reason', '')})"
-        )
-    return config.shares(), f"running: {last.variant} v{last.to_version} since " + format_time(
-        last.time, seconds=True
-    )
+def _canary_text(canary: dict[str, Any]) -> str:
+    """One line on the canary's last decision, for ``deploy status``."""
+    reason = canary.get("reason") or ""
+    if canary["state"] == "none":
+        return "-"
+    if canary["state"] == "rolled_back":
+        return f"rolled back ({reason})"
+    if canary["state"] == "promoted":
+        return f"promoted: v{canary['version']} took the alias ({reason})"
+    since = format_time(canary["time"], seconds=True)
+    return f"running: {canary['variant']} v{canary['version']} since {since}"
 
 
 @app.command("status")
@@ -169,7 +162,10 @@ def status(name: NameArgument, as_json: JsonOption = False) -> None:
     stored = store.get_deployment(name)
     config = _config(stored.config, name)
     events = store.list_deployment_events(name)
-    shares, canary = _current_shares(config, events, stored.revision)
+    from loopml.serving.deployment import canary_state
+
+    shares, state = canary_state(config, events, stored.revision)
+    canary = _canary_text(state)
     versions = _versions(config)
     variants = [
         {

@@ -295,6 +295,49 @@ class DatasetService:
             if e.source_kind == DATASET_KIND
         ]
 
+    def run_lineage(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The dataset versions a run read or wrote and the model versions registered from it.
+
+        Parameters
+        ----------
+        run_id : str
+            The run; the caller checks that it exists (an unknown id has no lineage).
+
+        Returns
+        -------
+        dict
+            ``{"datasets": [{"name", "version", "digest", "context"}], "models":
+            [{"name", "version"}]}``; ``context`` is ``input`` or ``output`` and ``digest``
+            is None for a version deleted since. Both lists are sorted.
+        """
+        edges = [
+            (e.source_id, "input")
+            for e in self.store.list_lineage(target=(RUN_KIND, run_id))
+            if e.source_kind == DATASET_KIND
+        ]
+        models = []
+        for edge in self.store.list_lineage(source=(RUN_KIND, run_id)):
+            if edge.target_kind == DATASET_KIND:
+                edges.append((edge.target_id, "output"))
+            elif edge.target_kind == MODEL_VERSION_KIND:
+                model, _, model_version = edge.target_id.rpartition("/")
+                if model_version.isdigit():
+                    models.append({"name": model, "version": int(model_version)})
+        datasets = []
+        for uri, context in edges:
+            name, spec = split_reference(uri)
+            number = int(spec[1:]) if spec and spec[1:].isdigit() else None
+            digest: str | None = None
+            if number is not None:
+                try:
+                    digest = self.store.get_dataset_version(name, number).digest
+                except NotFound:
+                    pass
+            datasets.append({"name": name, "version": number, "digest": digest, "context": context})
+        datasets.sort(key=lambda d: (d["context"], d["name"], d["version"] or 0))
+        models.sort(key=lambda m: (m["name"], m["version"]))
+        return {"datasets": datasets, "models": models}
+
     # -- schema, profile, validation ----------------------------------------------------
     def set_schema(self, name: str, schema: Schema | None) -> None:
         """Attach a schema to a dataset name (None detaches it)."""

@@ -534,6 +534,39 @@ class MonitorService:
             "firing": [a.to_dict() for a in self.store.list_alerts(monitor, "firing")],
         }
 
+    def overview(self) -> list[dict[str, Any]]:
+        """One row per monitor, saved or only run: its model, latest verdict and firing alerts.
+
+        Returns
+        -------
+        list of dict
+            ``{"monitor", "model", "version", "verdict", "time", "firing"}`` by monitor
+            name; ``verdict`` is ``never_run`` and ``time`` None for a monitor not run yet,
+            ``firing`` the number of firing alerts.
+        """
+        rows: dict[str, dict[str, Any]] = {
+            record.name: {
+                "monitor": record.name,
+                "model": record.model,
+                "version": None,
+                "verdict": "never_run",
+                "time": None,
+            }
+            for record in self.store.list_monitors()
+        }
+        for run in self.store.latest_monitor_runs():
+            rows[run.monitor] = {
+                "monitor": run.monitor,
+                "model": run.model,
+                "version": run.version,
+                "verdict": run.verdict,
+                "time": run.time,
+            }
+        firing: dict[str, int] = {}
+        for alert in self.store.list_alerts(state="firing", limit=10_000):
+            firing[alert.monitor] = firing.get(alert.monitor, 0) + 1
+        return [{**rows[name], "firing": firing.get(name, 0)} for name in sorted(rows)]
+
     def resolve_alerts(self, model: str, reason: str, *, time_ms: int | None = None) -> int:
         """Resolve every firing alert of the monitors of ``model``; return how many.
 

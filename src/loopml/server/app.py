@@ -19,10 +19,13 @@ from loopml.config import Settings, load_settings
 from loopml.errors import InvalidInput
 from loopml.pipelines.service import PipelineService
 from loopml.registry.service import RegistryService
+from loopml.server import ui
 from loopml.server.auth import authorize, public
 from loopml.server.errors import CatchAllMiddleware, install_error_handlers
 from loopml.server.routers import (
     artifacts,
+    datasets,
+    deployments,
     experiments,
     loop,
     models,
@@ -162,4 +165,7 @@ def create_app(
         app.include_router(router)
     monitors.install(app, settings)
     loop.install(app, settings)
+    datasets.install(app, settings)
+    deployments.install(app, settings)
+    ui.install(app)
     return app

@@ -85,6 +85,14 @@ class ExperimentList(BaseModel):
     experiments: list[ExperimentOut]
 
 
+class ExperimentKeys(BaseModel):
+    """The distinct keys an experiment's active runs use, each list sorted."""
+
+    metrics: list[str]
+    params: list[str]
+    tags: list[str]
+
+
 class TagIn(_Request):
     """One tag."""
 

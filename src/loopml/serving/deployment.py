@@ -28,7 +28,7 @@ Examples
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +38,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from loopml.errors import InvalidInput, NotFound
+from loopml.store.base import DeploymentEvent
 
 Role = Literal["primary", "canary", "shadow"]
 OnAliasMove = Literal["swap", "canary"]
@@ -421,3 +422,43 @@ def _registry_version(spec: str) -> int:
     from loopml.registry import resolve
 
     return resolve(spec).version
+
+
+#: The deployment events that decide whether a canary variant still takes its share.
+CANARY_EVENT_KINDS = ("canary_started", "promoted", "rolled_back")
+
+
+def canary_state(
+    config: DeploymentConfig, events: Sequence[DeploymentEvent], revision: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The traffic shares now and the canary's state, from the revision's last canary event.
+
+    Parameters
+    ----------
+    config : DeploymentConfig
+        The revision's configuration.
+    events : sequence of DeploymentEvent
+        The deployment's events, oldest first.
+    revision : int
+        The revision ``config`` is.
+
+    Returns
+    -------
+    tuple
+        The share of each variant, and ``{"state", "variant", "version", "time", "reason"}``
+        where ``state`` is ``none``, ``running``, ``promoted`` or ``rolled_back``.
+    """
+    decisions = [e for e in events if e.revision == revision and e.kind in CANARY_EVENT_KINDS]
+    if not decisions:
+        none = {"state": "none", "variant": None, "version": None, "time": None, "reason": None}
+        return config.shares(), none
+    last = decisions[-1]
+    state = {
+        "state": "running" if last.kind == "canary_started" else last.kind,
+        "variant": last.variant,
+        "version": last.to_version,
+        "time": last.time,
+        "reason": last.evidence.get("reason"),
+    }
+    # A decided canary no longer takes traffic: promoted, it became the primary's version.
+    return config.shares(canary=last.kind == "canary_started"), state

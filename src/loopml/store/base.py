@@ -147,6 +147,13 @@ class RunStore(Protocol):
         """Return runs matching every clause, sorted, one page at a time."""
         ...
 
+    def experiment_keys(self, experiment_id: str) -> dict[str, list[str]]:
+        """Distinct ``metrics``, ``params`` and ``tags`` keys of an experiment's active runs.
+
+        Each list is sorted; :class:`NotFound` for an unknown experiment.
+        """
+        ...
+
     def add_artifact(self, run_id: str, entry: ArtifactEntry) -> None:
         """Point ``entry.path`` of the run at a stored blob (replacing an earlier one)."""
         ...

@@ -270,6 +270,26 @@ class TrackingService:
             ids = [str(i) for i in experiment_ids]
         return self.runs.search_runs(ids, clauses, orders, max_results, offset, include_deleted)
 
+    def experiment_keys(self, experiment_id: str) -> dict[str, list[str]]:
+        """The distinct metric, param and tag keys of an experiment's active runs.
+
+        Parameters
+        ----------
+        experiment_id : str
+            The experiment.
+
+        Returns
+        -------
+        dict
+            ``{"metrics": [...], "params": [...], "tags": [...]}``, each list sorted.
+
+        Raises
+        ------
+        NotFound
+            When the experiment does not exist.
+        """
+        return self.runs.experiment_keys(str(experiment_id))
+
     def iter_runs(
         self,
         experiment_ids: Sequence[str] | None = None,

@@ -10,6 +10,7 @@ from loopml.server.deps import Tracking
 from loopml.server.schemas import (
     ExperimentCreate,
     ExperimentCreated,
+    ExperimentKeys,
     ExperimentList,
     ExperimentOut,
     TagIn,
@@ -42,6 +43,12 @@ def get_experiment_by_name(tracking: Tracking, name: str = Query(...)) -> dict[s
 def get_experiment(experiment_id: str, tracking: Tracking) -> dict[str, Any]:
     """Return an experiment by id."""
     return tracking.get_experiment(experiment_id).to_dict()
+
+
+@router.get("/{experiment_id}/keys", response_model=ExperimentKeys)
+def get_experiment_keys(experiment_id: str, tracking: Tracking) -> dict[str, Any]:
+    """The distinct metric, param and tag keys of the experiment's active runs, sorted."""
+    return tracking.experiment_keys(experiment_id)
 
 
 @router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT)

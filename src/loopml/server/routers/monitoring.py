@@ -1,7 +1,7 @@
-"""``/api/v1/feedback`` and ``/api/v1/predictions``: ground truth in, the prediction log out.
+"""``/api/v1/feedback``, ``/api/v1/predictions`` and serving statistics of the prediction log.
 
 Feedback is a write (``writer`` role on a server with auth); reading the log needs
-``reader``. Both go straight to :mod:`loopml.monitoring` with the server's own settings.
+``reader``. All go straight to :mod:`loopml.monitoring` with the server's own settings.
 """
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from loopml.config import Settings
+from loopml.entities._json import jsonable
 from loopml.monitoring.labels import feedback_payload_to_frame, log_labels
 from loopml.monitoring.predictions import predictions
+from loopml.monitoring.serving_stats import serving_stats
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 
@@ -84,3 +86,30 @@ def get_predictions(
         frame.to_json(orient="records", date_format="iso", date_unit="us")
     )
     return JSONResponse({"model": model, "count": len(records), "records": records})
+
+
+@router.get("/monitoring/{model}/serving-stats")
+def get_serving_stats(
+    request: Request,
+    model: Annotated[str, Path(min_length=1, max_length=250, description="Model name.")],
+    since: Annotated[
+        str | None, Query(description="ISO 8601 time, inclusive; default a day before until.")
+    ] = None,
+    until: Annotated[
+        str | None, Query(description="ISO 8601 time, exclusive; default now.")
+    ] = None,
+    bucket: Annotated[
+        float | None,
+        Query(gt=0, le=366 * 86_400, description="Seconds per bucket; default about 48 buckets."),
+    ] = None,
+    version: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+) -> JSONResponse:
+    """Requests, request rate and latency p50/p95/p99 per variant/version and per bucket.
+
+    Computed from the prediction log, one sample per logged request; ``error_rate`` is
+    null (see ``note``): the log records answered requests only.
+    """
+    stats = serving_stats(
+        model, since, until, bucket=bucket, version=version, settings=_settings(request)
+    )
+    return JSONResponse(jsonable(stats))

@@ -1,4 +1,4 @@
-"""``/api/v1/monitors`` (status, history, HTML report) and the server's ``/metrics``.
+"""``/api/v1/monitors`` (list, status, history, HTML report) and the server's ``/metrics``.
 
 Monitors run elsewhere (``loopml monitor run`` from cron, a pipeline step, the SDK) and
 store their results; these routes read them back. ``/metrics`` exports, in the Prometheus
@@ -53,6 +53,12 @@ def get_monitors(request: Request) -> MonitorService:
 
 
 Monitors = Annotated[MonitorService, Depends(get_monitors)]
+
+
+@router.get("")
+def list_monitors(monitors: Monitors) -> JSONResponse:
+    """Every monitor, saved or only run, with its model, latest verdict and firing alerts."""
+    return JSONResponse(jsonable({"monitors": monitors.overview()}))
 
 
 @router.get("/{model}/status")

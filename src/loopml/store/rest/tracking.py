@@ -231,6 +231,13 @@ class RestTrackingStore:
             runs=[Run.from_dict(r) for r in body["runs"]], next_offset=body.get("next_offset")
         )
 
+    def experiment_keys(self, experiment_id: str) -> dict[str, list[str]]:
+        """Distinct metric, param and tag keys of the experiment's active runs, sorted."""
+        body = self._http.json("GET", f"{_API}/experiments/{segment(experiment_id)}/keys")
+        return {
+            kind: [str(k) for k in body.get(kind, [])] for kind in ("metrics", "params", "tags")
+        }
+
     # -- artifact index ---------------------------------------------------------------
     def add_artifact(self, run_id: str, entry: ArtifactEntry) -> None:
         """Point ``entry.path`` of the run at a blob already stored on the server."""

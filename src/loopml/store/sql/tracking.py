@@ -14,8 +14,10 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -115,11 +117,13 @@ class SqlTrackingStore(SqlStoreBase):
     @staticmethod
     def _experiment_pk(experiment_id: str) -> int:
         try:
-            return int(experiment_id)
+            pk = int(experiment_id)
         except (TypeError, ValueError):
-            raise NotFound(
-                f"experiment {experiment_id!r} does not exist", field="experiment_id"
-            ) from None
+            pk = -1
+        # Ids are 64-bit integers: a larger number would overflow the driver, not miss.
+        if not 0 <= pk < 2**63:
+            raise NotFound(f"experiment {experiment_id!r} does not exist", field="experiment_id")
+        return pk
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """Return the experiment or raise :class:`NotFound`."""
@@ -485,8 +489,8 @@ class SqlTrackingStore(SqlStoreBase):
         pks = []
         for experiment_id in experiment_ids:
             try:
-                pks.append(int(experiment_id))
-            except (TypeError, ValueError):
+                pks.append(self._experiment_pk(experiment_id))
+            except NotFound:
                 continue
         query = select(RunRow).where(RunRow.experiment_id.in_(pks))
         if not include_deleted:
@@ -510,6 +514,39 @@ class SqlTrackingStore(SqlStoreBase):
             has_more = len(rows) > max_results
             runs = self._load_runs(conn, rows[:max_results])
         return RunPage(runs=runs, next_offset=offset + max_results if has_more else None)
+
+    def experiment_keys(self, experiment_id: str) -> dict[str, list[str]]:
+        """Distinct metric, param and tag keys of the experiment's active runs, sorted.
+
+        One statement: a ``UNION ALL`` of the three ``DISTINCT`` key lists, each walking
+        the runs of the experiment and the ``(run_id, key)`` primary key of its table.
+        """
+        pk = self._experiment_pk(experiment_id)
+        runs = select(RunRow.run_id).where(
+            RunRow.experiment_id == pk, RunRow.lifecycle_stage == _ACTIVE
+        )
+        parts = [
+            select(literal(kind).label("kind"), table.key.label("key"))
+            .where(table.run_id.in_(runs))
+            .distinct()
+            for kind, table in (
+                ("metrics", LatestMetricRow),
+                ("params", ParamRow),
+                ("tags", TagRow),
+            )
+        ]
+        keys: dict[str, list[str]] = {"metrics": [], "params": [], "tags": []}
+        with self._read() as conn:
+            exists = conn.execute(
+                select(ExperimentRow.experiment_id).where(ExperimentRow.experiment_id == pk)
+            ).first()
+            if exists is None:
+                raise NotFound(
+                    f"experiment {experiment_id!r} does not exist", field="experiment_id"
+                )
+            for kind, key in conn.execute(union_all(*parts)):
+                keys[kind].append(key)
+        return {kind: sorted(values) for kind, values in keys.items()}
 
     # -- artifact index -----------------------------------------------------------------
     def add_artifact(self, run_id: str, entry: ArtifactEntry) -> None:
@@ -626,7 +663,7 @@ def _clause_condition(clause: Clause) -> ColumnElement[bool]:
         column = getattr(RunRow, clause.key)
         value: Any = clause.value
         if clause.key == "experiment_id":
-            value = int(value) if str(value).isdigit() else -1
+            value = int(value) if str(value).isdigit() and int(value) < 2**63 else -1
         elif clause.key in NUMERIC_ATTRIBUTES:
             value = float(value)
         return _compare(column, clause.op, value)
