@@ -54,6 +54,8 @@ bench: $(TEST_STAMP) $(DEMO_STAMP)
 	$(BIN)/python benchmarks/bench_serving.py --write
 	$(BIN)/python benchmarks/bench_loop.py --write
 	$(BIN)/python benchmarks/bench_monitoring.py --write
+	-bash benchmarks/setup_feast.sh
+	$(BIN)/python benchmarks/bench_features.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
