@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 #: Features are stored under this prefix, so no input can clash with the log's own columns.
 INPUT_PREFIX = "input."
 MAX_NAME = 250
+#: Longest error message kept for a failed request.
+MAX_ERROR_CHARS = 500
 ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
@@ -55,6 +57,9 @@ class PredictionRecord:
         The deployment variant that answered (``""`` outside a deployment).
     timestamp : datetime
         When the request was answered; naive times are taken as UTC.
+    error : str or None
+        Why the request failed (no predictions then); failed requests are kept apart from
+        the predictions and count towards the serving error rate.
     """
 
     request_id: str
@@ -66,6 +71,7 @@ class PredictionRecord:
     latency_ms: float = 0.0
     variant: str = ""
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    error: str | None = None
 
 
 def safe_len(values: Any) -> int:
@@ -128,15 +134,24 @@ def _record_columns(record: PredictionRecord) -> dict[str, list[Any]]:
     """All columns of one record, or an error naming what is wrong with it."""
     request_id = check_name(record.request_id, "request_id")
     predictions = list(record.predictions)
+    error = None if record.error is None else str(record.error)[:MAX_ERROR_CHARS]
+    inputs: Any = record.inputs
+    given_probabilities = record.probabilities
+    if error is not None and not predictions:
+        # A failed request keeps its rows (what was sent is what to debug) or one empty row.
+        predictions = [None] * max(1, safe_len(inputs))
+        given_probabilities = None
+        if safe_len(inputs) == 0:
+            inputs = [{}]
     rows = len(predictions)
     if rows == 0:
         raise InvalidInput("a record needs at least one prediction", field="predictions")
     probabilities: list[list[float] | None]
     best: list[float]
-    if record.probabilities is None:
+    if given_probabilities is None:
         probabilities, best = [None] * rows, [math.nan] * rows
     else:
-        probabilities = [[float(p) for p in row] for row in record.probabilities]
+        probabilities = [[float(p) for p in row] for row in given_probabilities]
         if len(probabilities) != rows:
             raise InvalidInput("one probability row per prediction", field="probabilities")
         best = [max(row) if row else math.nan for row in probabilities]
@@ -150,7 +165,9 @@ def _record_columns(record: PredictionRecord) -> dict[str, list[Any]]:
         "probability": best,
         "probabilities": probabilities,
     }
-    for name, values in _input_columns(record.inputs, rows).items():
+    if error is not None:
+        columns["error"] = [error] * rows
+    for name, values in _input_columns(inputs, rows).items():
         columns[name] = values
     return columns
 
@@ -179,6 +196,7 @@ _FIXED_TYPES: dict[str, pa.DataType] = {
     "latency_ms": pa.float64(),
     "probability": pa.float64(),
     "probabilities": pa.list_(pa.float64()),
+    "error": pa.string(),
 }
 
 

@@ -80,7 +80,7 @@ RESERVED_COLUMNS = (
     "probability",
     "label",
 )
-_RESERVED = frozenset((*RESERVED_COLUMNS, "probabilities"))
+_RESERVED = frozenset((*RESERVED_COLUMNS, "probabilities", "error"))
 SEGMENT_PREFIX = "predictions"
 
 
@@ -456,6 +456,7 @@ def predictions(
     with_labels: bool = True,
     limit: int | None = None,
     with_probabilities: bool = False,
+    with_errors: bool = False,
     settings: Settings | None = None,
 ) -> pd.DataFrame:
     """Read a model's logged predictions, one row per predicted row.
@@ -475,6 +476,9 @@ def predictions(
         Keep only the most recent ``limit`` rows (still returned oldest first).
     with_probabilities : bool, default False
         Add ``probabilities``: every class probability of the row, when logged.
+    with_errors : bool, default False
+        Also return the rows of failed requests (no prediction), with an ``error`` column
+        saying why (None on answered rows).
     settings : Settings, optional
         The stores to read; the current settings by default.
 
@@ -507,9 +511,12 @@ def predictions(
     segments = stores.log.list_prediction_segments(model, since_ms, until_ms, version)
     if limit == 0:
         return _empty_frame(with_labels)
-    tables = _read_window(stores, segments, since_us, until_us, limit)
+    tables = _read_window(stores, segments, since_us, until_us, limit, with_errors)
     if not tables:
-        return _empty_frame(with_labels)
+        empty = _empty_frame(with_labels)
+        if with_errors:
+            empty["error"] = pd.Series(dtype="object")
+        return empty
     frame = _combine(tables)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame = frame.sort_values(["timestamp", "request_id", "row"], kind="stable")
@@ -518,7 +525,10 @@ def predictions(
     frame = frame.reset_index(drop=True)
     if with_labels:
         frame = _join_labels(frame, stores, model, since_ms, until_ms)
-    return _arrange(frame, with_labels, with_probabilities)
+    arranged = _arrange(frame, with_labels, with_probabilities)
+    if with_errors:
+        arranged.insert(list(arranged.columns).index("latency_ms") + 1, "error", frame["error"])
+    return arranged
 
 
 def _read_window(
@@ -527,6 +537,7 @@ def _read_window(
     since_us: int | None,
     until_us: int | None,
     limit: int | None,
+    with_errors: bool = False,
 ) -> list[pa.Table]:
     """The segments' rows inside the window; with a limit, newest segments first, enough of them."""
     tables: list[pa.Table] = []
@@ -539,6 +550,13 @@ def _read_window(
             if segment.max_time * 1000 + 999 < cutoff:
                 break
         table = _read_segment(stores, segment)
+        if with_errors:
+            if "error" not in table.column_names:
+                # Written before failures were logged: every request was answered.
+                table = table.append_column("error", pa.nulls(table.num_rows, pa.string()))
+        elif "error" in table.column_names:
+            # Failed requests have no predictions; readers of predictions never see them.
+            table = table.filter(pc.is_null(table.column("error"))).drop_columns(["error"])
         stamps = table.column("timestamp").cast(pa.int64())
         mask = None
         if since_us is not None:

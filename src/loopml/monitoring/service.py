@@ -65,7 +65,7 @@ INPUT_PREFIX = "input."
 def _default_source(model: str, *args: Any, **kwargs: Any) -> pd.DataFrame:
     from loopml.monitoring.predictions import predictions
 
-    return predictions(model, *args, **kwargs)
+    return predictions(model, *args, with_errors=True, **kwargs)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -305,6 +305,12 @@ class MonitorService:
         frame = read(spec.model, since, until, with_labels=True, limit=limit)
         if not isinstance(frame, pd.DataFrame):
             raise InvalidInput("the prediction source must return a DataFrame", field="source")
+        error_rate = None
+        if "error" in frame.columns:
+            # Failed requests count in the error rate; every other check reads answers only.
+            failed = frame["error"].notna()
+            error_rate = float(failed.mean()) if len(frame) else None
+            frame = frame[~failed].drop(columns=["error"])
         served = None
         if not frame.empty and "version" in frame.columns:
             latest = pd.to_numeric(frame["version"], errors="coerce").dropna()
@@ -320,6 +326,7 @@ class MonitorService:
             window={**spec.window.to_dict(), "since": _iso(since), "until": _iso(until)},
             reference=reference,
             rows=len(frame),
+            error_rate=error_rate,
         )
         if frame.empty:
             result.checks = [
@@ -449,8 +456,6 @@ class MonitorService:
                 else evaluation.get("positive_label"),
             )
         result.latency = latency_percentiles(frame)
-        if "error" in frame.columns:
-            result.error_rate = float(frame["error"].notna().mean())
         result.values = self._values(result)
         baselines = self._baselines(version)
         verdicts = [

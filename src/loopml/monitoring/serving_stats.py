@@ -5,8 +5,9 @@ server took to answer the whole request, so counts, rates and latency percentile
 computed per request (the first predicted row of each), overall, per variant/version and per
 time bucket. Only the columns needed are read from the log's Parquet segments.
 
-The log holds answered requests only: a request that failed never reaches it, so an error
-rate cannot be computed from it and is reported as ``None`` with a note saying why.
+A model server logs failed requests too (with the error and no prediction), so the error
+rate is the share of logged requests that failed. Segments written before failures were
+logged hold answered requests only; their requests count as answered.
 """
 
 from __future__ import annotations
@@ -26,20 +27,18 @@ from loopml.monitoring._segments import check_name, check_version
 from loopml.monitoring.predictions import _as_epoch_us, open_stores
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.store.base import PredictionSegment
     from loopml.store.registry import PredictionLogStores
 
-__all__ = ["DEFAULT_WINDOW", "ERROR_RATE_NOTE", "MAX_BUCKETS", "serving_stats"]
+__all__ = ["DEFAULT_WINDOW", "MAX_BUCKETS", "serving_stats"]
 
 #: The window read when ``since`` is not given: the day before ``until``.
 DEFAULT_WINDOW = timedelta(days=1)
 #: Buckets a default bucket size aims at, and the most one call may ask for.
 DEFAULT_BUCKETS = 48
 MAX_BUCKETS = 2_000
-ERROR_RATE_NOTE = (
-    "error_rate is null: the prediction log records answered requests only, so failed "
-    "requests cannot be counted from it"
-)
 # Window bounds a UTC datetime can show, a day inside datetime's own range.
 _EARLIEST_US = round(datetime(1, 1, 2, tzinfo=UTC).timestamp() * 1_000_000)
 _LATEST_US = round(datetime(9999, 12, 30, tzinfo=UTC).timestamp() * 1_000_000)
@@ -95,7 +94,12 @@ def _read_requests(
     else:
         with stores.blobs.open(segment.blob_sha256) as handle:
             source = pa.BufferReader(handle.read())
-    table = pq.read_table(source, columns=list(_COLUMNS))
+    parquet = pq.ParquetFile(source)
+    # Segments written before failures were logged have no error column.
+    logs_errors = "error" in parquet.schema_arrow.names
+    table = parquet.read(columns=[*_COLUMNS, "error"] if logs_errors else list(_COLUMNS))
+    if not logs_errors:
+        table = table.append_column("error", pa.nulls(table.num_rows, pa.string()))
     stamps = table.column("timestamp").cast(pa.int64())
     mask = pc.and_(
         pc.and_(pc.greater_equal(stamps, since_us), pc.less(stamps, until_us)),
@@ -113,6 +117,7 @@ def _empty_requests() -> pa.Table:
             "timestamp": pa.array([], pa.int64()),
             "variant": pa.array([], pa.string()),
             "latency_ms": pa.array([], pa.float64()),
+            "error": pa.array([], pa.string()),
             "version": pa.array([], pa.int64()),
         }
     )
@@ -125,12 +130,26 @@ def _latency(values: np.ndarray[Any, Any]) -> dict[str, float | None]:
     return {f"p{p}": float(v) for p, v in zip(_PERCENTILES, points, strict=True)}
 
 
-def _summary(latencies: np.ndarray[Any, Any], seconds: float) -> dict[str, Any]:
+def _summary(requests: pd.DataFrame | None, seconds: float) -> dict[str, Any]:
+    """Counts, rate, latency percentiles and error rate of some requests over ``seconds``."""
+    if requests is None or requests.empty:
+        return {
+            "requests": 0,
+            "errors": 0,
+            "request_rate": 0.0,
+            "latency_ms": _latency(np.array([])),
+            "error_rate": None,
+        }
+    failed = requests["error"].notna().to_numpy()
+    errors = int(failed.sum())
+    # Latency percentiles describe answered requests; a failure's time says little.
+    answered = requests["latency_ms"].to_numpy(dtype="float64")[~failed]
     return {
-        "requests": int(latencies.size),
-        "request_rate": latencies.size / seconds,
-        "latency_ms": _latency(latencies),
-        "error_rate": None,
+        "requests": len(requests),
+        "errors": errors,
+        "request_rate": len(requests) / seconds,
+        "latency_ms": _latency(answered),
+        "error_rate": errors / len(requests),
     }
 
 
@@ -170,10 +189,11 @@ def serving_stats(
     dict
         ``model``, ``since``, ``until``, ``bucket_seconds``; ``overall`` and each of
         ``variants`` (one per variant and version, with its ``share`` of the requests) hold
-        ``requests``, ``request_rate`` (per second over the window), ``latency_ms``
-        (``p50``, ``p95``, ``p99``, None without requests) and ``error_rate`` (None, see
-        ``note``); ``buckets`` (every bucket of the window, oldest first) hold ``start``,
-        the same figures and ``variants``, the requests per variant and version.
+        ``requests``, ``errors``, ``request_rate`` (per second over the window),
+        ``latency_ms`` (``p50``, ``p95``, ``p99`` of answered requests, None without any)
+        and ``error_rate`` (failed / requests, None without requests); ``buckets`` (every
+        bucket of the window, oldest first) hold ``start``, the same figures and
+        ``variants``, the requests per variant and version.
 
     Raises
     ------
@@ -200,7 +220,6 @@ def serving_stats(
     stamps = frame["timestamp"].astype("int64").to_numpy()
     frame["bucket"] = (stamps - since_us) // step_us
     frame["variant"] = frame["variant"].fillna("")
-    latencies = frame["latency_ms"].astype("float64").to_numpy()
     seconds = (until_us - since_us) / 1_000_000
     total = len(frame)
 
@@ -211,7 +230,7 @@ def serving_stats(
                 "variant": variant,
                 "version": int(number),
                 "share": len(group) / total,
-                **_summary(group["latency_ms"].to_numpy(dtype="float64"), seconds),
+                **_summary(group, seconds),
             }
         )
 
@@ -222,7 +241,6 @@ def serving_stats(
         start = since_us + index * step_us
         width = (min(start + step_us, until_us) - start) / 1_000_000
         group = grouped.get(index)
-        rows = group["latency_ms"].to_numpy(dtype="float64") if group is not None else np.array([])
         per_variant = (
             []
             if group is None
@@ -231,15 +249,14 @@ def serving_stats(
                 for (v, n), g in group.groupby(["variant", "version"], sort=True)
             ]
         )
-        buckets.append({"start": _iso(start), **_summary(rows, width), "variants": per_variant})
+        buckets.append({"start": _iso(start), **_summary(group, width), "variants": per_variant})
 
     return {
         "model": model,
         "since": _iso(since_us),
         "until": _iso(until_us),
         "bucket_seconds": step_us / 1_000_000,
-        "overall": _summary(latencies, seconds),
+        "overall": _summary(frame, seconds),
         "variants": variants,
         "buckets": buckets,
-        "note": ERROR_RATE_NOTE,
     }

@@ -499,7 +499,9 @@ def create_serving_app(
             raise Overloaded("the model is not loaded yet")
 
     def notify(record: PredictionRecord) -> None:
-        if prediction_logger is not None and record.predictions is not None:
+        if prediction_logger is not None and (
+            record.predictions is not None or record.error is not None
+        ):
             # log() only queues (never blocks); the logger's thread writes the segments.
             prediction_logger.log(
                 LoggedPrediction(
@@ -507,10 +509,11 @@ def create_serving_app(
                     model=record.model,
                     version=record.version,
                     inputs=record.inputs if record.inputs is not None else [],
-                    predictions=record.predictions,
+                    predictions=record.predictions if record.predictions is not None else [],
                     probabilities=record.probabilities,
                     latency_ms=record.latency_ms,
                     variant=record.variant,
+                    error=record.error,
                 )
             )
         if on_prediction is None:
@@ -638,6 +641,9 @@ def create_serving_app(
             elapsed = time.perf_counter() - started
             runtime.record(variant, elapsed * 1000, ok=False)
             metrics.observe_variant(variant.name, elapsed, ok=False)
+            # Failures are logged too, so that the log's error rate matches what clients saw.
+            error = f"{type(exc).__name__}: {exc}"
+            notify(record_of(variant, current, request_id, logged, None, elapsed * 1000, error))
             if isinstance(exc, LoopmlError):
                 raise
             logger.exception("variant %s failed on request %s", variant.name, request_id)

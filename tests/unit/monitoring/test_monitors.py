@@ -256,6 +256,18 @@ def test_through_the_real_prediction_log() -> None:
                     latency_ms=5.0 + start / 50,
                 )
             )
+        # A failed request of 100 rows: in the error rate, in no other check.
+        logger.log(
+            PredictionRecord(
+                request_id="req-failed",
+                model=MODEL,
+                version=1,
+                inputs=traffic.iloc[:100],
+                predictions=[],
+                latency_ms=900.0,
+                error="RuntimeError: model blew up",
+            )
+        )
         assert logger.flush(timeout=20)
     lm.monitoring.log_labels(
         pd.DataFrame({"request_id": ["req-0"] * 3, "row": [0, 1, 2], "label": [1, 1, 1]})
@@ -268,6 +280,8 @@ def test_through_the_real_prediction_log() -> None:
     assert result.rows == 300 and result.labelled_rows == 3
     assert result.drifted_features == ["charges"] and result.verdict == "alert"
     assert result.latency["p50"] == pytest.approx(7.5)
+    assert result.error_rate == pytest.approx(100 / 400)
+    assert result.values["error_rate"] == pytest.approx(0.25)
 
 
 @pytest.mark.postgres

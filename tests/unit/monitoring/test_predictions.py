@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -18,6 +19,7 @@ import loopml as lm
 from conftest import create_bucket
 from loopml.config import Settings, load_settings
 from loopml.errors import InvalidInput
+from loopml.monitoring._segments import MAX_ERROR_CHARS
 from loopml.monitoring.predictions import (
     PredictionLogger,
     PredictionRecord,
@@ -231,6 +233,32 @@ def test_a_new_column_or_type_between_segments_still_reads() -> None:
     assert frame["tenure"].tolist() == [1.0, 2.0]
     assert frame["zone"].tolist() == [3, "n"]
     assert pd.isna(frame["age"].iloc[0]) and frame["age"].iloc[1] == 40
+
+
+def test_failed_requests_are_kept_apart_from_the_predictions() -> None:
+    model = _model()
+    with PredictionLogger(flush_seconds=60) as log:
+        log.log(_record(model, "before", 0, rows=1))
+        # A segment written before this one has no error column at all.
+        assert log.flush()
+        log.log(_record(model, "ok", 5, rows=2))
+        failed = _record(model, "boom", 6, rows=2, predictions=[], probabilities=None)
+        log.log(replace(failed, error="ValueError: " + "x" * 2000))
+        log.log(replace(_record(model, "empty", 7), inputs=[], predictions=[], error="Timeout"))
+    answers = predictions(model, with_labels=False)
+    assert answers["request_id"].tolist() == ["before", "ok", "ok"]
+    assert "error" not in answers.columns
+    everything = predictions(model, with_labels=False, with_errors=True)
+    assert everything["request_id"].tolist() == ["before", "ok", "ok", "boom", "boom", "empty"]
+    errors = everything["error"].tolist()
+    assert errors[:3] == [None, None, None]
+    # The request's rows are kept for debugging; the message is bounded.
+    assert everything["tenure"].tolist()[3:5] == [6.0, 7.0]
+    assert errors[3] == errors[4] and errors[3].startswith("ValueError: xxx")
+    assert len(errors[3]) == MAX_ERROR_CHARS
+    assert errors[5] == "Timeout" and pd.isna(everything["prediction"].iloc[5])
+    columns = list(everything.columns)
+    assert columns.index("error") == columns.index("latency_ms") + 1
 
 
 # -- sampling ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 #: Latencies of the logged requests, per (variant, version): 6 blue v1 and 2 green v2.
 BLUE_LATENCIES = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
 GREEN_LATENCIES = [100.0, 300.0]
+FAILED_GREEN = 2
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,21 @@ def _seed_prediction_log() -> None:
                     variant=variant,
                     # Requests 0-3 in the first minute, 4-7 in the third.
                     timestamp=T0 + timedelta(seconds=10 * index + (80 if index >= 4 else 0)),
+                )
+            )
+        for index in range(FAILED_GREEN):
+            # Failed requests are logged with their error and no prediction.
+            log.log(
+                PredictionRecord(
+                    request_id=f"failed{index}",
+                    model="churn-model",
+                    version=2,
+                    inputs=[{"tenure": 3.0}],
+                    predictions=[],
+                    latency_ms=5000.0,
+                    variant="green",
+                    timestamp=T0 + timedelta(seconds=130 + index),
+                    error="Overloaded: the batch queue is full",
                 )
             )
 
@@ -358,23 +374,28 @@ def test_serving_stats_per_variant_and_bucket(seeded: Seeded) -> None:
     assert stats["bucket_seconds"] == 60
     overall = stats["overall"]
     everything = BLUE_LATENCIES + GREEN_LATENCIES
-    assert overall["requests"] == 8
-    assert overall["request_rate"] == pytest.approx(8 / 240)
+    assert overall["requests"] == 10
+    assert overall["errors"] == FAILED_GREEN
+    assert overall["request_rate"] == pytest.approx(10 / 240)
+    # Percentiles describe answered requests: the failures' 5 s never count.
     assert overall["latency_ms"]["p50"] == pytest.approx(float(np.percentile(everything, 50)))
     assert overall["latency_ms"]["p99"] == pytest.approx(float(np.percentile(everything, 99)))
-    assert overall["error_rate"] is None and "error_rate" in stats["note"]
+    assert overall["error_rate"] == pytest.approx(0.2)
     blue, green = stats["variants"]
     assert (blue["variant"], blue["version"], blue["requests"]) == ("blue", 1, 6)
-    assert blue["share"] == pytest.approx(0.75)
+    assert blue["share"] == pytest.approx(0.6)
+    assert blue["error_rate"] == 0.0
     assert blue["latency_ms"]["p95"] == pytest.approx(float(np.percentile(BLUE_LATENCIES, 95)))
-    assert (green["variant"], green["version"], green["requests"]) == ("green", 2, 2)
+    assert (green["variant"], green["version"], green["requests"]) == ("green", 2, 4)
+    assert green["error_rate"] == pytest.approx(0.5)
     assert green["latency_ms"]["p50"] == pytest.approx(200.0)
-    assert [b["requests"] for b in stats["buckets"]] == [4, 0, 4, 0]
+    assert [b["requests"] for b in stats["buckets"]] == [4, 0, 6, 0]
+    assert [b["errors"] for b in stats["buckets"]] == [0, 0, 2, 0]
     assert stats["buckets"][0]["start"] == T0.isoformat()
     assert stats["buckets"][1]["latency_ms"] == {"p50": None, "p95": None, "p99": None}
     assert stats["buckets"][2]["variants"] == [
         {"variant": "blue", "version": 1, "requests": 2},
-        {"variant": "green", "version": 2, "requests": 2},
+        {"variant": "green", "version": 2, "requests": 4},
     ]
 
 
@@ -382,7 +403,7 @@ def test_serving_stats_window_version_and_defaults(seeded: Seeded) -> None:
     only_green = _stats(
         seeded, since=T0.isoformat(), until=(T0 + timedelta(hours=1)).isoformat(), version=2
     )
-    assert only_green["overall"]["requests"] == 2
+    assert only_green["overall"]["requests"] == 2 + FAILED_GREEN
     first_minute = _stats(
         seeded, since=T0.isoformat(), until=(T0 + timedelta(minutes=1)).isoformat()
     )

@@ -70,6 +70,56 @@ def test_predictions_are_logged_and_feedback_joins_them(iris_rows: pd.DataFrame)
     assert row["sepal length (cm)"] == pytest.approx(float(iris_rows.iloc[0, 0]))
 
 
+class _FailsOnLongSepals:
+    """Wraps a classifier and raises on rows whose sepal length is over 6 cm."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.classes_ = inner.classes_
+
+    def _check(self, frame: pd.DataFrame) -> None:
+        if (frame["sepal length (cm)"] > 6.0).any():
+            raise RuntimeError("model blew up")
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        self._check(frame)
+        return self.inner.predict(frame)
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        self._check(frame)
+        return self.inner.predict_proba(frame)
+
+
+def test_failed_requests_are_logged_with_their_error(iris_rows: pd.DataFrame) -> None:
+    loaded = lm.models.load("iris/1")
+    loaded.model = _FailsOnLongSepals(loaded.model)
+    app = create_serving_app("iris@champion", loader=lambda _: loaded, log_predictions=True)
+    short = iris_rows[iris_rows["sepal length (cm)"] <= 6.0].iloc[:1]
+    long = iris_rows[iris_rows["sepal length (cm)"] > 6.0].iloc[:1]
+    with serve_app(app) as client:
+        ok = client.post(
+            "/predict", json={"inputs": _records(short)}, headers={"x-request-id": "a"}
+        )
+        assert ok.status_code == 200, ok.text
+        failed = client.post(
+            "/predict", json={"inputs": _records(long)}, headers={"x-request-id": "b"}
+        )
+        assert failed.status_code == 500
+        assert failed.json()["error"] == "prediction_failed"
+    # Readers of predictions never see the failure; the serving statistics count it.
+    assert lm.monitoring.predictions("iris")["request_id"].tolist() == ["a"]
+    everything = lm.monitoring.predictions("iris", with_errors=True)
+    assert everything["request_id"].tolist() == ["a", "b"]
+    assert everything["error"].iloc[1] == "RuntimeError: model blew up"
+    assert everything["sepal length (cm)"].iloc[1] == pytest.approx(
+        float(long["sepal length (cm)"].iloc[0])
+    )
+    from loopml.monitoring.serving_stats import serving_stats
+
+    overall = serving_stats("iris")["overall"]
+    assert (overall["requests"], overall["errors"], overall["error_rate"]) == (2, 1, 0.5)
+
+
 def test_a_server_that_does_not_log_refuses_feedback(iris_rows: pd.DataFrame) -> None:
     with serve_app(create_serving_app("iris@champion")) as client:
         answer = client.post("/feedback", json={"request_id": "r1", "label": 1})
