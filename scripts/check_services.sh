@@ -23,6 +23,16 @@ if ! command -v prometheus >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
         prometheus >/dev/null 2>&1
   } || echo "could not install Prometheus" >&2
 fi
+# The web UI's browser tests drive Debian's Chromium (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Chromium"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+    >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        chromium >/dev/null 2>&1
+  } || echo "could not install Chromium" >&2
+fi
 if ! redis_ok && command -v redis-server >/dev/null 2>&1; then
   echo "starting Redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
@@ -33,6 +43,7 @@ missing=0
 if pg_ok; then echo "PostgreSQL: up"; else echo "PostgreSQL: DOWN"; missing=1; fi
 if redis_ok; then echo "Redis: up"; else echo "Redis: DOWN"; missing=1; fi
 if command -v prometheus >/dev/null 2>&1; then echo "Prometheus: installed"; else echo "Prometheus: MISSING"; missing=1; fi
+if [ -x /usr/bin/chromium ]; then echo "Chromium: installed"; else echo "Chromium: MISSING"; missing=1; fi
 if [ "$missing" = 1 ] && [ "${LOOPML_REQUIRE_SERVICES:-0}" = 1 ]; then
   echo "LOOPML_REQUIRE_SERVICES=1 and a service is down" >&2
   exit 1
