@@ -56,6 +56,7 @@ bench: $(TEST_STAMP) $(DEMO_STAMP)
 	$(BIN)/python benchmarks/bench_monitoring.py --write
 	-bash benchmarks/setup_feast.sh
 	$(BIN)/python benchmarks/bench_features.py --write
+	$(BIN)/python benchmarks/bench_ui.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -83,6 +83,41 @@ export function barChart(el: HTMLElement, title: string, labels: (string | numbe
   });
 }
 
+/**
+ * A grid of cells (rows by columns), e.g. which features drifted at each monitor run. ``z`` is
+ * 0 or 1 (or null for no result) and ``text`` is shown on hover.
+ */
+export function heatmap(el: HTMLElement, title: string, x: string[], y: string[], z: (number | null)[][], text: string[][], legend: [string, string]): Promise<void> {
+  return plot(
+    el,
+    [
+      {
+        type: "heatmap",
+        x,
+        y,
+        z,
+        text,
+        hoverinfo: "text",
+        zmin: 0,
+        zmax: 1,
+        xgap: 1,
+        ygap: 1,
+        colorscale: [
+          [0, "#cfe8d5"],
+          [1, "#d64545"],
+        ],
+        colorbar: { tickvals: [0, 1], ticktext: legend, len: 0.6, thickness: 12 },
+      },
+    ],
+    {
+      title: { text: title, font: { size: 14 } },
+      xaxis: { type: "date" },
+      yaxis: { automargin: true },
+      margin: { l: 110, r: 16, t: 36, b: 44 },
+    },
+  );
+}
+
 export interface Dimension {
   label: string;
   values: (number | string | null)[];

@@ -3,7 +3,7 @@
 // quality over time and alerts.
 
 import { getJson, isNotFound, seg } from "../api";
-import { barChart, lineChart, type Series } from "../charts";
+import { barChart, heatmap, lineChart, type Series } from "../charts";
 import { badge, formatTime, formatValue, h, jsonDetails, link, replace, section, table } from "../dom";
 import { crumbs, heading, type Page, type PageContext } from "../page";
 import { href, piece } from "../router";
@@ -48,7 +48,7 @@ interface MonitorRun {
   verdict: string;
   version: number | null;
   rows: number;
-  features: Record<string, { statistic?: number; drifted?: boolean; method?: string }>;
+  features: Record<string, { statistic?: number; p_value?: number | null; threshold?: number; drifted?: boolean; method?: string }>;
   quality: Record<string, number>;
   drift_share: number;
   alerts: Json[];
@@ -179,14 +179,33 @@ function servingView(stats: ServingStats | null): HTMLElement {
   );
 }
 
-function driftSeries(runs: MonitorRun[]): Series[] {
+interface DriftGrid {
+  times: string[];
+  features: string[];
+  drifted: (number | null)[][];
+  hover: string[][];
+}
+
+/** Which feature drifted at which run: tests differ in scale, so the verdict is what compares. */
+function driftGrid(runs: MonitorRun[]): DriftGrid {
   const ordered = [...runs].sort((a, b) => a.time - b.time);
   const features = [...new Set(ordered.flatMap((r) => Object.keys(r.features ?? {})))].sort();
-  return features.map((feature) => ({
-    name: feature,
-    x: ordered.map((r) => new Date(r.time).toISOString()),
-    y: ordered.map((r) => r.features?.[feature]?.statistic ?? null),
-  }));
+  const times = ordered.map((r) => new Date(r.time).toISOString());
+  const drifted = features.map((feature) =>
+    ordered.map((r) => {
+      const result = r.features?.[feature];
+      return result && typeof result.drifted === "boolean" ? Number(result.drifted) : null;
+    }),
+  );
+  const hover = features.map((feature) =>
+    ordered.map((r) => {
+      const result = r.features?.[feature];
+      if (!result) return `${feature}: not tested`;
+      const score = result.p_value !== undefined && result.p_value !== null ? `p-value ${formatValue(result.p_value)}` : `statistic ${formatValue(result.statistic)}`;
+      return `${feature} · ${result.drifted ? "drifted" : "no drift"} · ${result.method ?? "test"} ${score} (threshold ${formatValue(result.threshold)}) · ${formatTime(r.time)}`;
+    }),
+  );
+  return { times, features, drifted, hover };
 }
 
 function qualitySeries(runs: MonitorRun[]): Series[] {
@@ -245,11 +264,11 @@ export const monitorPage: Page = {
       return;
     }
     const runs = history?.runs ?? [];
-    const driftChart = h("div", { class: "chart", "data-testid": "drift-chart", role: "img", "aria-label": "Drift score per feature over time" });
+    const driftChart = h("div", { class: "chart", "data-testid": "drift-chart", role: "img", "aria-label": "Drift verdict per feature over time" });
     const qualityChart = h("div", { class: "chart", "data-testid": "quality-chart", role: "img", "aria-label": "Quality over time" });
-    const drift = driftSeries(runs);
+    const drift = driftGrid(runs);
     const quality = qualitySeries(runs);
-    if (drift.length) void lineChart(driftChart, "Drift score per feature", drift, { xTime: true, y: "statistic" });
+    if (drift.features.length) void heatmap(driftChart, "Drift per feature at each check", drift.times, drift.features, drift.drifted, drift.hover, ["no drift", "drifted"]);
     else driftChart.appendChild(h("p", { class: "muted" }, "No drift results yet."));
     if (quality.length) void lineChart(qualityChart, "Quality on labelled predictions", quality, { xTime: true });
     else qualityChart.appendChild(h("p", { class: "muted" }, "No quality results yet (they need labels)."));
