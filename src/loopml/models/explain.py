@@ -501,6 +501,7 @@ def stored_importance(
     trusted: bool = False,
     trusted_types: list[str] | None = None,
     refresh: bool = False,
+    compute: bool = True,
 ) -> dict[str, Any]:
     """A logged model's global importance, computed on first use and kept as an artifact.
 
@@ -517,6 +518,9 @@ def stored_importance(
         Passed to the model loader when the importance has to be computed.
     refresh : bool
         Recompute even when a matching record exists.
+    compute : bool, default True
+        Compute it when no matching record is kept; False only reads (SHAP can take
+        seconds, more on the first call in a process).
 
     Returns
     -------
@@ -545,6 +549,11 @@ def stored_importance(
             record = {}
         if record.get("sample_sha256") == sample_sha and isinstance(record.get("importance"), dict):
             return record
+    if not compute:
+        raise NotFound(
+            f"the importance of runs:/{run_id}/{artifact_path} is not computed yet",
+            field="importance",
+        )
     loaded = load_logged_model(
         tracking, run_id, artifact_path, trusted=trusted, trusted_types=trusted_types
     )

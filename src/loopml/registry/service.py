@@ -269,6 +269,7 @@ class RegistryService:
         trusted: bool = False,
         trusted_types: list[str] | None = None,
         refresh: bool = False,
+        compute: bool = True,
     ) -> dict[str, Any]:
         """Global feature importance (mean |SHAP| over the background sample) of a version.
 
@@ -290,12 +291,21 @@ class RegistryService:
             trusted=trusted,
             trusted_types=trusted_types,
             refresh=refresh,
+            compute=compute,
         )
 
-    def _importance_lines(self, item: ModelVersion) -> list[str]:
+    def _importance_lines(self, item: ModelVersion, compute: bool) -> list[str]:
         lines = ["", "## Global feature importance", ""]
         try:
-            record = self.importance(item.name, item.version)
+            record = self.importance(item.name, item.version, compute=compute)
+        except NotFound as exc:
+            if compute or exc.field != "importance":
+                return [*lines, f"- not available: {exc.message}"]
+            return [
+                *lines,
+                "- not computed yet: the card computes and keeps it when asked with "
+                "`importance=compute` (the CLI's and the SDK's cards always do)",
+            ]
         except LoopmlError as exc:
             return [*lines, f"- not available: {exc.message}"]
         except Exception as exc:  # noqa: BLE001 - a card still renders when SHAP fails
@@ -311,8 +321,14 @@ class RegistryService:
         ranked = sorted(record["importance"].items(), key=lambda kv: (-kv[1], kv[0]))
         return lines + [f"| {feature} | {value:.4g} |" for feature, value in ranked]
 
-    def card(self, name: str, version: int, *, format: str = "markdown") -> str:
-        """A model card from the version's lineage, metrics, evaluation, gate and importance."""
+    def card(
+        self, name: str, version: int, *, format: str = "markdown", compute_importance: bool = True
+    ) -> str:
+        """A model card from the version's lineage, metrics, evaluation, gate and importance.
+
+        With ``compute_importance=False`` the card shows the global importance only when it
+        was kept before, so it renders in milliseconds (the web UI's cards).
+        """
         item = self.get_version(name, version)
         lines = [f"# Model card: {item.name} v{item.version}", ""]
         if item.description:
@@ -361,7 +377,7 @@ class RegistryService:
                 f"- {'✓' if r.get('passed') else '✗'} {r.get('message', '')}"
                 for r in item.gate.get("reasons", [])
             ]
-        lines += self._importance_lines(item)
+        lines += self._importance_lines(item, compute_importance)
         text = "\n".join(lines) + "\n"
         if format == "markdown":
             return text

@@ -166,6 +166,24 @@ def test_model_card(client: httpx.Client, live_server: LiveServer) -> None:
     _error(client.get(f"{API}/{name}/versions/1/card", params={"format": "pdf"}), 422, "format")
 
 
+def test_model_card_can_show_only_a_kept_importance(
+    client: httpx.Client, live_server: LiveServer
+) -> None:
+    name = _model_name()
+    uri = _logged_model(live_server, accuracy=0.9)
+    client.post(f"{API}/{name}/versions", json={"model_uri": uri})
+    card = f"{API}/{name}/versions/1/card"
+    stored = client.get(card, params={"importance": "stored"})
+    assert stored.status_code == 200
+    assert "not computed yet" in stored.text and "mean abs SHAP" not in stored.text
+    computed = client.get(card, params={"importance": "compute"})
+    assert "| feature | mean abs SHAP |" in computed.text
+    # Kept with the run: the stored card now shows it too.
+    again = client.get(card, params={"importance": "stored", "format": "html"})
+    assert "mean abs SHAP" in again.text
+    _error(client.get(card, params={"importance": "later"}), 422, "importance")
+
+
 def test_errors_are_json(client: httpx.Client, live_server: LiveServer) -> None:
     name = _model_name()
     missing_run = f"runs:/{'0' * 32}/model"

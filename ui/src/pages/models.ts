@@ -221,7 +221,9 @@ export const modelVersionPage: Page = {
     const number = ctx.params.version ?? "";
     const base = `/models/${seg(name)}/versions/${seg(number)}`;
     const version = await getJson<ModelVersion>(base);
-    const card = await getText(`${base}/card`, { format: "html" }).catch((error: unknown) => {
+    // The card shows a kept importance only: computing SHAP can take seconds, so it waits
+    // for the button below.
+    const card = await getText(`${base}/card`, { format: "html", importance: "stored" }).catch((error: unknown) => {
       ctx.fail(error);
       return null;
     });
@@ -230,6 +232,23 @@ export const modelVersionPage: Page = {
     // script and has no origin, never inserted into this page.
     const frame = h("iframe", { title: `Model card of ${name} v${version.version}`, sandbox: "", class: "card-frame", "data-testid": "model-card" });
     frame.srcdoc = card ?? "<p>The model card could not be loaded.</p>";
+    const computeStatus = h("span", { class: "muted", role: "status" });
+    const compute = h("button", { type: "button", class: "secondary", "data-testid": "compute-importance" }, "Compute feature importance");
+    compute.addEventListener("click", () => {
+      compute.setAttribute("disabled", "");
+      computeStatus.textContent = " computing SHAP values over the background sample…";
+      getText(`${base}/card`, { format: "html", importance: "compute" })
+        .then((text) => {
+          if (!ctx.alive()) return;
+          frame.srcdoc = text;
+          computeStatus.textContent = " done.";
+        })
+        .catch((error: unknown) => {
+          ctx.fail(error);
+          computeStatus.textContent = "";
+        })
+        .finally(() => compute.removeAttribute("disabled"));
+    });
     replace(
       ctx.main,
       crumbs(["Models", "#/models"], [name, href(`/models/${piece(name)}`)], [`v${version.version}`, null]),
@@ -246,7 +265,7 @@ export const modelVersionPage: Page = {
         version.code_version ? ` · code ${version.code_version.slice(0, 10)}` : "",
       ),
       section("Gate", gateView(version)),
-      section("Model card", frame),
+      section("Model card", h("p", null, compute, computeStatus), frame),
     );
   },
 };

@@ -260,9 +260,13 @@ def get_card(
     version: int,
     registry: Registry,
     format: Annotated[Literal["markdown", "html"], Query()] = "markdown",
+    importance: Annotated[
+        Literal["compute", "stored"],
+        Query(description="`stored` shows the global importance only when kept before."),
+    ] = "compute",
 ) -> Response:
     """The version's model card, from its lineage, metrics, slices and gate result."""
-    text = registry.card(name, version, format=format)
+    text = registry.card(name, version, format=format, compute_importance=importance == "compute")
     if format == "html":
         return HTMLResponse(text)
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
