@@ -71,16 +71,10 @@ def _percent(share: Any) -> str:
 
 
 def _event_record(event: DeploymentEvent) -> dict[str, Any]:
-    return {
-        "time": event.time,
-        "revision": event.revision,
-        "kind": event.kind,
-        "variant": event.variant,
-        "from_version": event.from_version,
-        "to_version": event.to_version,
-        "reason": event.evidence.get("reason") or event.evidence.get("user") or "",
-        "evidence": event.evidence,
-    }
+    record = event.to_dict()
+    del record["id"]
+    record["reason"] = event.evidence.get("reason") or event.evidence.get("user") or ""
+    return record
 
 
 def _versions_moved(record: dict[str, Any]) -> str:

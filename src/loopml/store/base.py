@@ -478,6 +478,19 @@ class DeploymentEvent:
     time: int = 0
     id: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-ready values (without the deployment's name)."""
+        return {
+            "id": self.id,
+            "time": self.time,
+            "revision": self.revision,
+            "kind": self.kind,
+            "variant": self.variant,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "evidence": self.evidence,
+        }
+
 
 @runtime_checkable
 class DeploymentStore(Protocol):

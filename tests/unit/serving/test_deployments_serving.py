@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
+from serving_models import Flaky, Opposite
 
 import loopml as lm
 from conftest import register_iris, serve_app
@@ -18,44 +18,6 @@ from loopml.serving import create_serving_app
 from loopml.serving.deployment import parse_deployment
 from loopml.serving.traffic import PredictionRecord
 from loopml.store.base import DeploymentEvent
-
-SEPAL = "sepal length (cm)"
-
-
-class Flaky:
-    """A classifier that raises on rows whose sepal length is over a threshold."""
-
-    def __init__(self, inner: Any, threshold: float) -> None:
-        self.inner = inner
-        self.threshold = threshold
-        self.classes_ = inner.classes_
-
-    def _check(self, frame: pd.DataFrame) -> None:
-        if (frame[SEPAL] > self.threshold).any():
-            raise RuntimeError("flaky model")
-
-    def predict(self, frame: pd.DataFrame) -> Any:
-        self._check(frame)
-        return self.inner.predict(frame)
-
-    def predict_proba(self, frame: pd.DataFrame) -> Any:
-        self._check(frame)
-        return self.inner.predict_proba(frame)
-
-
-class Opposite:
-    """A classifier that always predicts the last class (so shadow answers differ)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.classes_ = inner.classes_
-
-    def predict(self, frame: pd.DataFrame) -> Any:
-        return np.full(len(frame), self.classes_[-1])
-
-    def predict_proba(self, frame: pd.DataFrame) -> Any:
-        out = np.zeros((len(frame), len(self.classes_)))
-        out[:, -1] = 1.0
-        return out
 
 
 def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 import pytest
+from serving_models import Flaky
 
 import loopml as lm
 from conftest import register_iris, serve_app
@@ -70,29 +71,9 @@ def test_predictions_are_logged_and_feedback_joins_them(iris_rows: pd.DataFrame)
     assert row["sepal length (cm)"] == pytest.approx(float(iris_rows.iloc[0, 0]))
 
 
-class _FailsOnLongSepals:
-    """Wraps a classifier and raises on rows whose sepal length is over 6 cm."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.classes_ = inner.classes_
-
-    def _check(self, frame: pd.DataFrame) -> None:
-        if (frame["sepal length (cm)"] > 6.0).any():
-            raise RuntimeError("model blew up")
-
-    def predict(self, frame: pd.DataFrame) -> Any:
-        self._check(frame)
-        return self.inner.predict(frame)
-
-    def predict_proba(self, frame: pd.DataFrame) -> Any:
-        self._check(frame)
-        return self.inner.predict_proba(frame)
-
-
 def test_failed_requests_are_logged_with_their_error(iris_rows: pd.DataFrame) -> None:
     loaded = lm.models.load("iris/1")
-    loaded.model = _FailsOnLongSepals(loaded.model)
+    loaded.model = Flaky(loaded.model, 6.0)
     app = create_serving_app("iris@champion", loader=lambda _: loaded, log_predictions=True)
     short = iris_rows[iris_rows["sepal length (cm)"] <= 6.0].iloc[:1]
     long = iris_rows[iris_rows["sepal length (cm)"] > 6.0].iloc[:1]
@@ -110,7 +91,7 @@ def test_failed_requests_are_logged_with_their_error(iris_rows: pd.DataFrame) ->
     assert lm.monitoring.predictions("iris")["request_id"].tolist() == ["a"]
     everything = lm.monitoring.predictions("iris", with_errors=True)
     assert everything["request_id"].tolist() == ["a", "b"]
-    assert everything["error"].iloc[1] == "RuntimeError: model blew up"
+    assert everything["error"].iloc[1] == "RuntimeError: flaky model"
     assert everything["sepal length (cm)"].iloc[1] == pytest.approx(
         float(long["sepal length (cm)"].iloc[0])
     )

@@ -6,7 +6,7 @@ serve``, the loop controller); these routes read back the stored revisions and e
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -16,7 +16,7 @@ from loopml.entities._json import jsonable
 from loopml.errors import LoopmlError
 from loopml.registry.service import RegistryService
 from loopml.serving.deployment import canary_state, parse_deployment
-from loopml.store.base import DeploymentEvent, DeploymentStore
+from loopml.store.base import DeploymentStore
 from loopml.store.registry import open_deployment_store
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
@@ -37,19 +37,6 @@ def get_deployments(request: Request) -> DeploymentStore:
 
 
 Deployments = Annotated[DeploymentStore, Depends(get_deployments)]
-
-
-def _event_out(event: DeploymentEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "time": event.time,
-        "revision": event.revision,
-        "kind": event.kind,
-        "variant": event.variant,
-        "from_version": event.from_version,
-        "to_version": event.to_version,
-        "evidence": event.evidence,
-    }
 
 
 def _resolved_version(registry: RegistryService, spec: str) -> int | None:
@@ -116,6 +103,6 @@ def get_deployment(
         "shares": shares,
         "canary": canary,
         "revisions": revisions,
-        "events": [_event_out(e) for e in history[-events:]],
+        "events": [e.to_dict() for e in history[-events:]],
     }
     return JSONResponse(jsonable(body))
