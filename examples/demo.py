@@ -582,6 +582,7 @@ def main(argv: list[str] | None = None) -> DemoResult:
         f"loopml models audit {names.model}",
         f"loopml deploy history {names.model}",
         f"loopml monitor history {names.model}",
+        f"loopml server   # then open http://127.0.0.1:5000/#/loop/{names.policy}",
     ):
         console.print(f"  {command}", markup=False)
     return DemoResult(names, weeks, loop_history, monthly, written, first, champion, url)

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> str:
     for command in (
         "loopml runs list",
         f"loopml runs show {run.run_id[:8]}",
-        "loopml server   # then open http://127.0.0.1:5000/docs",
+        "loopml server   # then open http://127.0.0.1:5000/ (the API: /docs)",
     ):
         console.print(f"  {command}", markup=False)
     return run.run_id
