@@ -8,6 +8,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,46 @@ def write_raw_json(path: Path, args: argparse.Namespace, payload: dict[str, Any]
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def replace_section(
+    path: Path,
+    section: str,
+    heading: str,
+    facts: Sequence[str],
+    tables: Sequence[tuple[str, Table]],
+    notes: Sequence[str],
+) -> None:
+    """Replace the last ``## <section>`` section of a results file, or append one.
+
+    A section belongs to ``section`` when its heading is ``section`` or starts with it
+    followed by ``:`` or a space (``## Feature store: loopml vs Feast — <date>``). The new
+    section, headed ``## <heading>``, is rendered by :func:`append_section` into an empty
+    scratch file, so it looks exactly like the others, and spliced in where the old one
+    stood; the sections of other benchmarks are left as they are.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        section_file = Path(scratch) / "section.md"
+        section_file.write_text("", encoding="utf-8")
+        append_section(section_file, heading, facts, tables, notes)
+        rendered = section_file.read_text(encoding="utf-8").strip("\n") + "\n"
+    if not path.exists():
+        append_section(path, heading, facts, tables, notes)
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+    def ours(line: str) -> bool:
+        title = line.rstrip("\n")[3:] if line.startswith("## ") else None
+        return title is not None and (
+            title == section or title.startswith((f"{section}:", f"{section} "))
+        )
+
+    starts = [i for i, line in enumerate(lines) if ours(line)]
+    if not starts:
+        append_section(path, heading, facts, tables, notes)
+        return
+    start = starts[-1]
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    after = lines[end:]
+    text = "".join(lines[:start]) + rendered + ("\n" + "".join(after) if after else "")
+    path.write_text(text, encoding="utf-8")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,9 +38,15 @@ DTYPES: dict[str, str] = {
     "timestamp": "TIMESTAMP",
 }
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: Seconds a process reuses a view or service definition it read before reading it again:
+#: an ``apply`` from another process is seen within this interval, one in this process at
+#: once. Lookups resolve their features on every call, so this spares the metadata store a
+#: query per view and call.
+DEFINITIONS_CACHE_SECONDS = 10.0
 _lock = threading.Lock()
 _store: FeatureStore | None = None
 _store_key: str | None = None
+_latest_cache: dict[tuple[str, str, str], tuple[float, FeatureDefinitionRecord]] = {}
 
 
 def check_identifier(value: Any, what: str, field_name: str) -> str:
@@ -245,8 +252,8 @@ class FeatureService:
 Definition = Entity | FeatureView | FeatureService
 
 
-def get_store() -> FeatureStore:
-    """The definition store of the current settings."""
+def current_store() -> tuple[str, FeatureStore]:
+    """The definition store of the current settings, and the key naming it."""
     global _store, _store_key
     settings = load_settings()
     key = f"{settings.resolved_store_uri}|{settings.tracking_uri}"
@@ -256,7 +263,50 @@ def get_store() -> FeatureStore:
 
             _store = open_feature_store(settings)
             _store_key = key
-        return _store
+        return key, _store
+
+
+def get_store() -> FeatureStore:
+    """The definition store of the current settings."""
+    return current_store()[1]
+
+
+def latest_definition(
+    kind: str, name: str, store: tuple[str, FeatureStore] | None = None
+) -> FeatureDefinitionRecord:
+    """The latest stored version of a definition, as read at most a few seconds ago.
+
+    A version read within :data:`DEFINITIONS_CACHE_SECONDS` is reused; :func:`apply` in this
+    process forgets every kept version, so its changes are seen at once.
+
+    Parameters
+    ----------
+    kind, name : str
+        What to read.
+    store : tuple of str and FeatureStore, optional
+        The store and its key from :func:`current_store`, when the caller reads several
+        definitions and resolves the settings once; the current one by default.
+
+    Raises
+    ------
+    NotFound
+        When no definition of that kind and name is stored (never kept: a definition
+        applied since is found on the next call).
+    """
+    store_key, definitions = store or current_store()
+    key = (store_key, kind, name)
+    now = time.monotonic()
+    kept = _latest_cache.get(key)
+    if kept is not None and now - kept[0] < DEFINITIONS_CACHE_SECONDS:
+        return kept[1]
+    record = definitions.get_feature_definition(kind, name)
+    _latest_cache[key] = (now, record)
+    return record
+
+
+def forget_definitions() -> None:
+    """Drop the definitions :func:`latest_definition` keeps, so the next calls read them."""
+    _latest_cache.clear()
 
 
 def _kind(item: Any) -> str:
@@ -368,7 +418,10 @@ def apply(
                 field=name,
             )
     ordered = sorted(items.items(), key=lambda pair: KINDS.index(pair[0][0]))
-    return [store.put_feature_definition(k, n, d)[0] for (k, n), d in ordered]
+    try:
+        return [store.put_feature_definition(k, n, d)[0] for (k, n), d in ordered]
+    finally:
+        forget_definitions()
 
 
 def list_definitions(kind: str | None = None) -> list[FeatureDefinitionRecord]:

@@ -22,18 +22,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-from urllib.parse import quote_plus, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from loopml.errors import InvalidInput, StoreUnavailable
+from loopml.features._online_values import (
+    EPOCH,
+    encode_column,
+    entity_key,
+    epoch_micros,
+    json_object,
+    key_column,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +55,6 @@ RANK_FIELD = "__loopml_rank__"
 _VIEW_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 #: Entities per Lua call and per SQLite ``IN`` list: bounded argument lists.
 _BATCH = 500
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Applies the rows of a batch: a row replaces the stored one only when it is newer, or as
 # new with a higher rank. ARGV = [feature count, names..., then per key ts, rank, values...].
@@ -81,6 +87,15 @@ for i = 1, #KEYS do
   end
 end
 return written
+"""
+
+# Reads the given fields of every key: one reply per key, nil for a missing field.
+_READ_LUA = """
+local out = {}
+for i = 1, #KEYS do
+  out[i] = redis.call('HMGET', KEYS[i], unpack(ARGV))
+end
+return out
 """
 
 
@@ -177,7 +192,7 @@ class SqliteOnlineStore:
         """
         prepared = _prepare(view, rows, join_keys, features, timestamp_field)
         params = [
-            (view, key, ts, rank, _json_object(features, values))
+            (view, key, ts, rank, json_object(features, values))
             for key, ts, rank, values in zip(
                 prepared.keys, prepared.timestamps, prepared.ranks, prepared.values, strict=True
             )
@@ -211,7 +226,7 @@ class SqliteOnlineStore:
     ) -> list[tuple[dict[str, Any], datetime] | None]:
         """Like :meth:`read`, each row with its event timestamp (aware, UTC)."""
         _check_view(view)
-        encoded = [_entity_key(key) for key in keys]
+        encoded = [entity_key(key) for key in keys]
         found: dict[str, tuple[int, str]] = {}
         unique = list(dict.fromkeys(encoded))
         with self._lock:
@@ -310,6 +325,7 @@ class RedisOnlineStore:
             decode_responses=True,
         )
         self._script: Any = self._client.register_script(_UPSERT_LUA)
+        self._read_script: Any = self._client.register_script(_READ_LUA)
         with self._errors():
             self._client.ping()
 
@@ -366,39 +382,69 @@ class RedisOnlineStore:
         self, view: str, keys: list[dict[str, Any]], features: list[str]
     ) -> list[tuple[dict[str, Any], datetime] | None]:
         """Like :meth:`read`, each row with its event timestamp (aware, UTC)."""
-        _check_view(view)
-        if not keys:
-            return []
-        redis_keys = [_redis_key(view, _entity_key(key)) for key in keys]
-        with self._errors():
-            pipe = self._client.pipeline(transaction=False)
-            for key in redis_keys:
-                if features:
-                    pipe.hmget(key, [TS_FIELD, *features])
-                else:
-                    pipe.hgetall(key)
-            replies = pipe.execute()
-        results: list[tuple[dict[str, Any], datetime] | None] = []
-        for reply in replies:
+        return self.read_timestamped_views([(view, keys, features)])[0]
+
+    def read_timestamped_views(
+        self, reads: Sequence[tuple[str, list[dict[str, Any]], list[str]]]
+    ) -> list[list[tuple[dict[str, Any], datetime] | None]]:
+        """:meth:`read_timestamped` of several views at once, in one round trip.
+
+        Parameters
+        ----------
+        reads : sequence of tuple
+            Per view: its name, the join key values per entity and the features to read.
+
+        Returns
+        -------
+        list
+            Per view, in order, what :meth:`read_timestamped` returns.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        parts: list[tuple[list[str], int]] = []
+        for view, keys, features in reads:
+            _check_view(view)
+            redis_keys = [_redis_key(view, entity_key(key)) for key in keys]
             if features:
-                if reply[0] is None:
-                    results.append(None)
-                    continue
-                values = {
-                    name: None if raw is None else json.loads(raw)
-                    for name, raw in zip(features, reply[1:], strict=True)
-                }
-                results.append((values, _from_micros(int(reply[0]))))
-            elif not reply:
-                results.append(None)
+                # One script call per batch of keys rather than one HMGET each: redis-py's
+                # cost per command, not the server's, dominates a lookup of many entities.
+                calls = 0
+                for start in range(0, len(redis_keys), _BATCH):
+                    batch = redis_keys[start : start + _BATCH]
+                    pipe.evalsha(self._read_script.sha, len(batch), *batch, TS_FIELD, *features)
+                    calls += 1
             else:
-                values = {
-                    name: json.loads(raw)
-                    for name, raw in reply.items()
-                    if name not in (TS_FIELD, RANK_FIELD)
-                }
-                results.append((values, _from_micros(int(reply[TS_FIELD]))))
+                for key in redis_keys:
+                    pipe.hgetall(key)
+                calls = len(redis_keys)
+            parts.append((features, calls))
+        with self._errors():
+            replies = self._execute_reads(pipe)
+        results: list[list[tuple[dict[str, Any], datetime] | None]] = []
+        at = 0
+        for features, calls in parts:
+            got = replies[at : at + calls]
+            at += calls
+            rows = [row for part in got for row in part] if features else got
+            results.append(_parse_rows(rows, features))
         return results
+
+    def _execute_reads(self, pipe: Any) -> list[Any]:
+        """Run a pipeline of reads; load the read script first if the server lost it.
+
+        The script is called by its hash and loaded only when the server does not know it,
+        so that a lookup costs no extra round trip (redis-py's pipelined scripts check for
+        them on every call).
+        """
+        import redis
+
+        commands = list(pipe.command_stack)
+        try:
+            return list(pipe.execute())
+        except redis.exceptions.NoScriptError:
+            self._client.script_load(_READ_LUA)
+            retry = self._client.pipeline(transaction=False)
+            retry.command_stack = commands
+            return list(retry.execute())
 
     def delete_view(self, view: str) -> None:
         """Remove every hash of ``view`` (SCAN, then UNLINK in batches)."""
@@ -576,14 +622,14 @@ def _prepare(
     missing = [c for c in (*join_keys, *features, timestamp_field) if c not in rows.columns]
     if missing:
         raise InvalidInput(f"the rows have no column {missing[0]!r}", field=missing[0])
-    timestamps = _epoch_micros(rows[timestamp_field], timestamp_field)
-    key_columns = [_key_column(rows[name], name) for name in sorted(join_keys)]
+    timestamps = epoch_micros(rows[timestamp_field], timestamp_field)
+    key_columns = [key_column(rows[name], name) for name in sorted(join_keys)]
     entities = (
         key_columns[0]
         if len(key_columns) == 1
         else ["&".join(p) for p in zip(*key_columns, strict=True)]
     )
-    value_columns = [_encode_column(rows[name], name) for name in features]
+    value_columns = [encode_column(rows[name], name) for name in features]
     best: dict[str, tuple[int, str, list[str]]] = {}
     for i, (key, ts) in enumerate(zip(entities, timestamps, strict=True)):
         values = [column[i] for column in value_columns]
@@ -602,130 +648,39 @@ def _prepare(
     return prepared
 
 
-def _epoch_micros(column: pd.Series[Any], name: str) -> list[int]:
-    import pandas as pd
-    from pandas.api import types
-
-    if types.is_datetime64_any_dtype(column.dtype):
-        stamps = column
-    elif types.is_object_dtype(column.dtype) or types.is_string_dtype(column.dtype):
-        try:
-            stamps = pd.to_datetime(column, utc=True, format="ISO8601")
-        except (ValueError, TypeError) as exc:
-            raise InvalidInput(
-                f"the timestamp column {name!r} holds values that are not timestamps",
-                field=name,
-            ) from exc
-    else:
-        raise InvalidInput(
-            f"the timestamp column {name!r} must hold timestamps, not {column.dtype}",
-            field=name,
-        )
-    if stamps.isna().any():
-        raise InvalidInput(f"the timestamp column {name!r} has missing values", field=name)
-    if getattr(stamps.dt, "tz", None) is None:
-        # Naive event times are read as UTC, the convention of the offline store.
-        stamps = stamps.dt.tz_localize("UTC")
-    micros = (stamps - pd.Timestamp(_EPOCH)) // pd.Timedelta(microseconds=1)
-    return [int(v) for v in micros.tolist()]
-
-
-def _plain(value: Any, name: str) -> Any:
-    """A JSON-ready Python value of a frame cell; missing values become ``None``."""
-    import numpy as np
-    import pandas as pd
-
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, np.datetime64):
-        return _plain(pd.Timestamp(value), name)
-    if isinstance(value, np.ndarray):
-        return [_plain(v, name) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return _plain(value.item(), name)
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(v, name) for v in value]
-    raise InvalidInput(
-        f"column {name!r} holds a {type(value).__name__}, which the online store cannot keep",
-        field=name,
-    )
-
-
-def _encode(value: Any, name: str) -> str:
-    return json.dumps(_plain(value, name), separators=(",", ":"))
-
-
-def _key_value(value: Any, name: str) -> str:
-    """The canonical text of one join key value: ``1001`` and ``1001.0`` are one key."""
-    plain = _plain(value, name)
-    if plain is None:
-        raise InvalidInput(f"the join key {name!r} has missing values", field=name)
-    if isinstance(plain, float) and plain.is_integer():
-        plain = int(plain)
-    return json.dumps(plain, separators=(",", ":"))
-
-
-def _entity_key(key: dict[str, Any]) -> str:
-    if not isinstance(key, dict) or not key:
-        raise InvalidInput(f"an entity key is a dict of join key values, got {key!r}", field="keys")
-    return "&".join(_key_piece(name, _key_value(key[name], name)) for name in sorted(key))
-
-
-def _key_piece(name: str, text: str) -> str:
-    # Query-string quoting keeps the key readable in Redis and unambiguous.
-    return f"{quote_plus(name)}={quote_plus(text)}"
-
-
-def _key_column(column: pd.Series[Any], name: str) -> list[str]:
-    """The ``name=value`` piece of every row's entity key (fast path for integer keys)."""
-    import numpy as np
-
-    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
-        prefix = f"{quote_plus(name)}="
-        return [prefix + str(v) for v in column.tolist()]
-    return [_key_piece(name, _key_value(v, name)) for v in column.tolist()]
-
-
-def _encode_column(column: pd.Series[Any], name: str) -> list[str]:
-    """The JSON text of every cell; plain numpy columns skip the per-value type dispatch."""
-    import numpy as np
-
-    kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else ""
-    if kind in ("i", "u"):
-        return [str(v) for v in column.tolist()]
-    if kind == "b":
-        return ["true" if v else "false" for v in column.tolist()]
-    if kind == "f":
-        # json.dumps writes finite floats with float.__repr__; NaN is a missing value.
-        return [
-            repr(v) if math.isfinite(v) else "null" if math.isnan(v) else json.dumps(v)
-            for v in column.tolist()
-        ]
-    return [_encode(v, name) for v in column.tolist()]
-
-
-def _json_object(names: list[str], encoded: list[str]) -> str:
-    """A JSON object from names and values that are JSON text already."""
-    pairs = (f"{json.dumps(n)}:{v}" for n, v in zip(names, encoded, strict=True))
-    return "{" + ",".join(pairs) + "}"
-
-
 def _redis_key(view: str, entity: str) -> str:
     return f"{REDIS_PREFIX}:{view}:{entity}"
 
 
 def _from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def _parse_rows(
+    replies: list[Any], features: list[str]
+) -> list[tuple[dict[str, Any], datetime] | None]:
+    """Redis replies (HMGET of the timestamp and ``features``, else HGETALL) as rows."""
+    results: list[tuple[dict[str, Any], datetime] | None] = []
+    for reply in replies:
+        if features:
+            if reply[0] is None:
+                results.append(None)
+                continue
+            # The stored values are JSON texts already: decode a row in one call.
+            decoded = json.loads(
+                "[" + ",".join("null" if raw is None else raw for raw in reply[1:]) + "]"
+            )
+            results.append((dict(zip(features, decoded, strict=True)), _from_micros(int(reply[0]))))
+        elif not reply:
+            results.append(None)
+        else:
+            values = {
+                name: json.loads(raw)
+                for name, raw in reply.items()
+                if name not in (TS_FIELD, RANK_FIELD)
+            }
+            results.append((values, _from_micros(int(reply[TS_FIELD]))))
+    return results
 
 
 def _select(stored: dict[str, Any], features: Sequence[str]) -> dict[str, Any]:

@@ -1,17 +1,21 @@
 """Online lookup: the latest materialized feature values of some entities.
 
-:func:`get_online_features` reads what materialization wrote to the online store, one round
-trip per feature view, and returns the same ``<view>__<feature>`` columns as a training set
-from :func:`~loopml.features.get_historical_features`, so a model sees the same names in
-training and in serving.
+:func:`get_online_features` reads what materialization wrote to the online store (every view
+in one round trip on Redis, one query per view on SQLite), and returns the same
+``<view>__<feature>`` columns as a training set from
+:func:`~loopml.features.get_historical_features`, so a model sees the same names in training
+and in serving. The views' definitions come from a short-lived per-process cache
+(:func:`~loopml.features.definitions.latest_definition`), so a lookup does not query the
+metadata store.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from loopml.errors import InvalidInput
 from loopml.features.materialize import _open
@@ -24,20 +28,28 @@ if TYPE_CHECKING:
     from loopml.features.online import OnlineStore
 
 
-def _rows(entity_rows: Any) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+def _rows(entity_rows: Any) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
+    """The entity rows as records, and as columns (list or Series per column)."""
     import pandas as pd
 
     if isinstance(entity_rows, pd.DataFrame):
         frame = entity_rows.reset_index(drop=True)
-    elif isinstance(entity_rows, list | tuple) and all(isinstance(r, dict) for r in entity_rows):
-        frame = pd.DataFrame(list(entity_rows))
-    else:
+        records = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+        return records, {name: frame[name] for name in frame.columns}
+    if not isinstance(entity_rows, list | tuple) or not all(
+        isinstance(r, dict) for r in entity_rows
+    ):
         raise InvalidInput(
             "entity rows are a list of dicts or a DataFrame of join key values",
             field="entity_rows",
         )
-    records = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
-    return records, frame
+    records = [{str(k): v for k, v in row.items()} for row in entity_rows]
+    names = list(dict.fromkeys(k for row in records for k in row))
+    if all(len(row) == len(names) for row in records):
+        return records, {name: [row[name] for row in records] for name in names}
+    # Rows with different keys: pandas fills the gaps as it does for any list of dicts.
+    frame = pd.DataFrame(records)
+    return records, {name: frame[name] for name in frame.columns}
 
 
 @dataclass(frozen=True)
@@ -92,11 +104,74 @@ def read_view(
     if ttl_seconds is None:
         values = store.read(view, keys, features) if keys else []
         return ViewRead(values, [False] * len(values))
-    oldest = (now or datetime.now(UTC)) - timedelta(seconds=ttl_seconds)
     rows = store.read_timestamped(view, keys, features) if keys else []
+    return _expire(rows, ttl_seconds, now)
+
+
+def _expire(
+    rows: list[tuple[dict[str, Any], datetime] | None],
+    ttl_seconds: float | None,
+    now: datetime | None,
+) -> ViewRead:
+    """Drop the rows older than ``ttl_seconds`` at ``now``."""
+    if ttl_seconds is None:
+        return ViewRead([None if row is None else row[0] for row in rows], [False] * len(rows))
+    oldest = (now or datetime.now(UTC)) - timedelta(seconds=ttl_seconds)
     expired = [row is not None and row[1] < oldest for row in rows]
     kept = [None if row is None or old else row[0] for row, old in zip(rows, expired, strict=True)]
     return ViewRead(kept, expired)
+
+
+def read_views(
+    store: OnlineStore,
+    reads: Sequence[tuple[str, list[dict[str, Any]], list[str], float | None]],
+    *,
+    now: datetime | None = None,
+) -> list[ViewRead]:
+    """Read several views like :func:`read_view`, in one round trip when the store can.
+
+    Parameters
+    ----------
+    store : OnlineStore
+        Where materialization wrote the views. A store with a ``read_timestamped_views``
+        method (the Redis store) answers every view in one round trip; any other is read
+        a view at a time.
+    reads : sequence of tuple
+        Per view: its name, the join key values per entity, the features to read and its
+        TTL in seconds (or ``None``).
+    now : datetime, optional
+        The instant ages are measured from (timezone-aware); the current time by default.
+
+    Returns
+    -------
+    list of ViewRead
+        One per view, in order.
+    """
+    batched = getattr(store, "read_timestamped_views", None)
+    if batched is None:
+        return [read_view(store, v, k, f, ttl, now=now) for v, k, f, ttl in reads]
+    rows = batched([(view, keys, features) for view, keys, features, _ in reads])
+    return [_expire(found, read[3], now) for found, read in zip(rows, reads, strict=True)]
+
+
+@overload
+def get_online_features(
+    entity_rows: list[dict[str, Any]] | pd.DataFrame,
+    features: Sequence[str] | FeatureService | str,
+    *,
+    online_store: str | OnlineStore | None = None,
+    as_dict: Literal[False] = False,
+) -> pd.DataFrame: ...
+
+
+@overload
+def get_online_features(
+    entity_rows: list[dict[str, Any]] | pd.DataFrame,
+    features: Sequence[str] | FeatureService | str,
+    *,
+    online_store: str | OnlineStore | None = None,
+    as_dict: Literal[True],
+) -> dict[str, list[Any]]: ...
 
 
 def get_online_features(
@@ -104,7 +179,8 @@ def get_online_features(
     features: Sequence[str] | FeatureService | str,
     *,
     online_store: str | OnlineStore | None = None,
-) -> pd.DataFrame:
+    as_dict: bool = False,
+) -> pd.DataFrame | dict[str, list[Any]]:
     """Look up the latest materialized feature values of some entities.
 
     Parameters
@@ -113,14 +189,20 @@ def get_online_features(
         One row per entity: the join key values of the requested views' entities.
     features : list of str, FeatureService, or str
         ``"view:feature"`` (or ``"view"`` for all its features) references, a
-        :class:`FeatureService`, or the name of an applied feature service.
+        :class:`FeatureService`, or the name of an applied feature service. View and
+        service definitions read in the last
+        :data:`~loopml.features.definitions.DEFINITIONS_CACHE_SECONDS` are reused.
     online_store : str or OnlineStore, optional
         An online store or its URI; ``LOOPML_ONLINE_STORE``, else the SQLite store under
         ``LOOPML_HOME``, by default.
+    as_dict : bool
+        Return ``{column: [value per entity]}`` of plain Python values (``None`` where the
+        DataFrame has a null) instead of a DataFrame: the same columns, without the cost of
+        building a DataFrame, which dominates a lookup of a few entities.
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or dict
         The entity rows' columns, in their order, plus one ``<view>__<feature>`` column per
         feature; null for an entity never materialized, and for a view whose latest value
         is older than its TTL (relative to now).
@@ -132,40 +214,64 @@ def get_online_features(
     StoreUnavailable
         When the online store cannot be reached.
     """
-    import pandas as pd
-
     requests = _requests(features)
-    records, frame = _rows(entity_rows)
+    records, entity_columns = _rows(entity_rows)
     # One instant for every view, so that a lookup's rows agree on what is expired.
     now = datetime.now(UTC)
-    result = frame.copy()
+    found_columns: dict[str, list[Any]] = {}
+    numeric: set[str] = set()
+    reads = []
+    for request in requests:
+        join_keys = list(request.definition["join_keys"])
+        missing = [k for k in join_keys if k not in entity_columns]
+        if missing:
+            raise InvalidInput(
+                f"the entity rows have no join key {missing[0]!r} of view {request.name!r}",
+                field=missing[0],
+            )
+        keys = [{k: row.get(k) for k in join_keys} for row in records]
+        reads.append((request.name, keys, request.features, request.definition.get("ttl_seconds")))
     online, owned = _open(online_store)
     try:
-        for request in requests:
-            join_keys = list(request.definition["join_keys"])
-            missing = [k for k in join_keys if k not in frame.columns]
-            if missing:
-                raise InvalidInput(
-                    f"the entity rows have no join key {missing[0]!r} of view {request.name!r}",
-                    field=missing[0],
-                )
-            keys = [{k: row[k] for k in join_keys} for row in records]
-            ttl = request.definition.get("ttl_seconds")
-            found = read_view(online, request.name, keys, request.features, ttl, now=now).values
-            dtypes = {f["name"]: f["dtype"] for f in request.definition["features"]}
-            for feature in request.features:
-                values = [None if hit is None else hit.get(feature) for hit in found]
-                column = pd.Series(values, dtype=object)
-                # A numeric feature null for every entity (all expired, say) is NaN, like
-                # one null among numbers, rather than a column of None.
-                if column.isna().all() and dtypes.get(feature, "").startswith(("int", "float")):
-                    column = column.astype("float64")
-                result[f"{request.name}__{feature}"] = column
+        views_read = (
+            read_views(online, reads, now=now) if records else [ViewRead([], []) for _ in reads]
+        )
     finally:
         if owned:
             online.close()
+    for request, read in zip(requests, views_read, strict=True):
+        found = read.values
+        dtypes = {f["name"]: f["dtype"] for f in request.definition["features"]}
+        for feature in request.features:
+            column = f"{request.name}__{feature}"
+            found_columns[column] = [None if hit is None else hit.get(feature) for hit in found]
+            if dtypes.get(feature, "").startswith(("int", "float")):
+                numeric.add(column)
+    if as_dict:
+        plain = {
+            name: values.tolist() if hasattr(values, "tolist") else list(values)
+            for name, values in entity_columns.items()
+        }
+        return {**plain, **found_columns}
+    return _frame(entity_columns, found_columns, numeric)
+
+
+def _frame(
+    entity_columns: dict[Any, Any], found_columns: dict[str, list[Any]], numeric: set[str]
+) -> pd.DataFrame:
+    """The lookup as a DataFrame, built in one go rather than a column at a time."""
+    import pandas as pd
+
+    columns: dict[Any, Any] = dict(entity_columns)
+    for name, values in found_columns.items():
+        # A numeric feature null for every entity (all expired, say) is NaN, like one null
+        # among numbers, rather than a column of None.
+        if name in numeric and all(v is None for v in values):
+            columns[name] = [math.nan] * len(values)
+        else:
+            columns[name] = values
     # Plain columns (int, float, bool) get their natural dtype back; missing values are NaN.
-    return result.infer_objects()
+    return pd.DataFrame(columns).infer_objects()
 
 
-__all__ = ["ViewRead", "get_online_features", "read_view"]
+__all__ = ["ViewRead", "get_online_features", "read_view", "read_views"]

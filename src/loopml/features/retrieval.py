@@ -25,9 +25,11 @@ from loopml.features.definitions import (
     FEATURE_VIEW,
     FeatureService,
     FeatureView,
-    get_store,
+    current_store,
+    latest_definition,
 )
 from loopml.features.lineage import record_on_active_run
+from loopml.store.features_base import FeatureStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 FEATURE_VIEW_KIND = "feature_view"
 _ROW = "__loopml_row"
 _TS = "__loopml_ts"
+_ORDER = "__loopml_order"
 _lock = threading.Lock()
 _datasets: DatasetService | None = None
 _datasets_key: tuple[str, str, str | None] | None = None
@@ -68,11 +71,13 @@ def _dataset_service() -> DatasetService:
         return _datasets
 
 
-def _references(features: Sequence[str] | FeatureService | str) -> list[str]:
+def _references(
+    features: Sequence[str] | FeatureService | str, store: tuple[str, FeatureStore]
+) -> list[str]:
     if isinstance(features, FeatureService):
         return features.references()
     if isinstance(features, str):
-        record = get_store().get_feature_definition(FEATURE_SERVICE, features)
+        record = latest_definition(FEATURE_SERVICE, features, store)
         return list(record.definition["features"])
     items = list(features)
     if not items:
@@ -89,14 +94,14 @@ def _references(features: Sequence[str] | FeatureService | str) -> list[str]:
 
 
 def _requests(features: Sequence[str] | FeatureService | str) -> list[_Request]:
-    """Resolve feature references against the stored (latest) view definitions."""
-    store = get_store()
+    """Resolve feature references against the latest view definitions (kept briefly)."""
+    store = current_store()
     by_view: dict[str, _Request] = {}
-    for reference in _references(features):
+    for reference in _references(features, store):
         view_name, _, feature = reference.partition(":")
         if view_name not in by_view:
             try:
-                record = store.get_feature_definition(FEATURE_VIEW, view_name)
+                record = latest_definition(FEATURE_VIEW, view_name, store)
             except NotFound as exc:
                 raise InvalidInput(
                     f"unknown feature {reference!r}: no feature view {view_name!r} is applied",
@@ -141,8 +146,50 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _check_source(connection: Any, request: _Request, relation: str) -> None:
-    """Refuse a source missing columns, or whose timestamp has the wrong type or nulls."""
+def _epoch_micros(column: str, duckdb_type: str) -> str:
+    """SQL for a timestamp column as epoch microseconds in UTC (naive values taken as UTC).
+
+    ``epoch_us`` of a ``TIMESTAMP WITH TIME ZONE`` is the instant itself; casting it to a
+    naive ``TIMESTAMP`` first would go through the time zone library row by row, which
+    costs more than the whole join on a large source.
+    """
+    if duckdb_type.startswith("TIMESTAMP WITH TIME ZONE"):
+        return f"epoch_us({column})"
+    return f"epoch_us(CAST({column} AS TIMESTAMP))"
+
+
+@dataclass(frozen=True)
+class _SourceTimes:
+    """What the join needs to know of a source's timestamp column, read in one scan.
+
+    Attributes
+    ----------
+    duckdb_type : str
+        The column's DuckDB type.
+    rows : int
+        Rows in the file.
+    first, last : int
+        The earliest and latest event time, in epoch microseconds (0 for an empty file).
+    unit : int
+        The coarsest of a second, a millisecond and a microsecond that divides every event
+        time: the ordering key counts in it, so that it needs fewer bits.
+    """
+
+    duckdb_type: str
+    rows: int
+    first: int
+    last: int
+    unit: int
+
+
+def _check_source(connection: Any, request: _Request, relation: str) -> _SourceTimes:
+    """Refuse a source missing columns, or whose timestamp has the wrong type or nulls.
+
+    Returns
+    -------
+    _SourceTimes
+        The timestamp column's type, range and resolution.
+    """
     definition = request.definition
     described = connection.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     types = {row[0]: str(row[1]).upper() for row in described}
@@ -160,39 +207,93 @@ def _check_source(connection: Any, request: _Request, relation: str) -> None:
             f"{types[timestamp]}, not a timestamp",
             field="timestamp_field",
         )
-    nulls = connection.execute(
-        f"SELECT count(*) FROM {relation} WHERE {_quote(timestamp)} IS NULL"
-    ).fetchone()[0]
+    micros = _epoch_micros(_quote(timestamp), types[timestamp])
+    nulls, rows, first, last, seconds, millis = connection.execute(
+        f"SELECT count(*) - count(t), count(*), min(t), max(t), bool_and(t % 1000000 = 0), "
+        f"bool_and(t % 1000 = 0) FROM (SELECT {micros} AS t FROM {relation})"
+    ).fetchone()
     if nulls:
         raise InvalidInput(
             f"timestamp field {timestamp!r} of feature view {request.name!r} has {nulls} "
             "null value(s)",
             field="timestamp_field",
         )
+    unit = 1_000_000 if seconds else 1_000 if millis else 1
+    return _SourceTimes(types[timestamp], rows, first or 0, last or 0, unit)
 
 
-def _view_query(request: _Request, relation: str, timestamp_field: str) -> str:
+def _wide_keys(times: _SourceTimes) -> bool:
+    """Whether ordering keys need a HUGEINT: the time span leaves no room for positions."""
+    scale = 1 << max(1, (times.rows - 1).bit_length())
+    return ((times.last - times.first) // times.unit + 2) * scale >= 1 << 62
+
+
+def _ordering_keys(times: _SourceTimes, source_ts: str, entity_ts: str) -> tuple[str, str]:
+    """SQL of the ASOF ordering key of a source row and of an entity row.
+
+    Of several source rows of one entity at the same instant the last one in the file wins,
+    so that the result does not depend on how DuckDB happens to order the scan. Rather than
+    deduplicating the source first (a window over every source row), the row's position in
+    the file is folded into the ordering key: ``time * 2**bits + file row`` orders source
+    rows by time, then by position, and an entity row's key ``time * 2**bits + 2**bits - 1``
+    sits after every source row of its instant, so the ASOF match is the last row of the
+    latest instant at or before the entity's time.
+
+    The key is a BIGINT when the source's time span, counted in its resolution, leaves room
+    for the row positions (then entity times are clamped into the span, which changes no
+    match); otherwise a HUGEINT, which sorts more slowly.
+    """
+    scale = 1 << max(1, (times.rows - 1).bit_length())
+    span = (times.last - times.first) // times.unit
+    if _wide_keys(times):
+        return (
+            f"CAST({source_ts} AS HUGEINT) * {scale} + file_row_number",
+            f"CAST({entity_ts} AS HUGEINT) * {scale} + {scale - 1}",
+        )
+    unit, first = times.unit, times.first // times.unit
+    source_units = f"{source_ts} // {unit}" if unit > 1 else source_ts
+    # Floor division: an entity time between two grid points belongs to the earlier one.
+    entity_units = (
+        f"({entity_ts} - (({entity_ts} % {unit}) + {unit}) % {unit}) // {unit}"
+        if unit > 1
+        else entity_ts
+    )
+    clamped = f"least(greatest({entity_units} - {first}, -1), {span})"
+    return (
+        f"({source_units} - {first}) * {scale} + file_row_number",
+        f"{clamped} * {scale} + {scale - 1}",
+    )
+
+
+def _key_time(times: _SourceTimes, key: str) -> str:
+    """SQL of the event time (epoch microseconds) of a source row, from its ordering key."""
+    scale = 1 << max(1, (times.rows - 1).bit_length())
+    if _wide_keys(times):
+        # Floor division: a negative time's key is below time * scale.
+        return f"CAST(({key} - (({key} % {scale}) + {scale}) % {scale}) // {scale} AS BIGINT)"
+    first = times.first // times.unit
+    return f"({key} // {scale} + {first}) * {times.unit}"
+
+
+def _view_query(request: _Request, relation: str, times: _SourceTimes) -> str:
     """The ASOF join of the entity rows with one view's source, TTL applied."""
     definition = request.definition
     keys = definition["join_keys"]
     dtypes = {f["name"]: f["dtype"] for f in definition["features"]}
-    ts = _quote(definition["timestamp_field"])
-    # Several source rows of one entity at the same instant: the last one in the file wins,
-    # so that the result does not depend on how DuckDB happens to order the scan.
+    source_ts = _epoch_micros(_quote(definition["timestamp_field"]), times.duckdb_type)
+    source_key, entity_key = _ordering_keys(times, source_ts, f"e.{_TS}")
     source = (
-        f"SELECT {', '.join(_quote(k) for k in keys)}, CAST({ts} AS TIMESTAMP) AS {_TS}, "
-        + ", ".join(f"{_quote(f)}" for f in request.features)
-        + f" FROM {relation} QUALIFY row_number() OVER (PARTITION BY "
-        + ", ".join(_quote(k) for k in keys)
-        + f", {ts} ORDER BY file_row_number DESC) = 1"
+        f"SELECT {', '.join(_quote(k) for k in keys)}, {source_key} AS {_ORDER}, "
+        + ", ".join(_quote(f) for f in request.features)
+        + f" FROM {relation}"
     )
     condition = " AND ".join(f"e.{_quote(k)} = s.{_quote(k)}" for k in keys)
-    entity_ts = f"CAST(e.{_quote(timestamp_field)} AS TIMESTAMP)"
     ttl = definition.get("ttl_seconds")
+    # The matched row's time is read back from its key rather than carried through the sort.
     fresh = (
         "TRUE"
         if ttl is None
-        else f"s.{_TS} >= {entity_ts} - to_microseconds({int(ttl * 1_000_000)})"
+        else f"{_key_time(times, f's.{_ORDER}')} >= e.{_TS} - {int(ttl * 1_000_000)}"
     )
     columns = ", ".join(
         f"CASE WHEN {fresh} THEN CAST(s.{_quote(f)} AS {DTYPES[dtypes[f]]}) END "
@@ -200,8 +301,8 @@ def _view_query(request: _Request, relation: str, timestamp_field: str) -> str:
         for f in request.features
     )
     return (
-        f"SELECT e.{_ROW}, {columns} FROM entity_rows e ASOF LEFT JOIN ({source}) s "
-        f"ON {condition} AND {entity_ts} >= s.{_TS} ORDER BY e.{_ROW}"
+        f"SELECT {columns} FROM entity_rows e ASOF LEFT JOIN ({source}) s "
+        f"ON {condition} AND {entity_key} >= s.{_ORDER} ORDER BY e.{_ROW}"
     )
 
 
@@ -285,23 +386,33 @@ def get_historical_features(
     try:
         # Tz-aware timestamps are compared in UTC, like the naive ones stored by most sources.
         connection.execute("SET TimeZone = 'UTC'")
-        connection.register("entity_rows", frame)
+        # Rows are put back in entity order by the ORDER BY; without this setting DuckDB
+        # would also keep every intermediate result in scan order, at a cost in time.
+        connection.execute("SET preserve_insertion_order = false")
+        connection.register("entity_input", frame)
+        described = connection.execute("DESCRIBE entity_input").fetchall()
+        entity_type = next(str(row[1]) for row in described if row[0] == timestamp_field)
+        entity_ts = _epoch_micros(_quote(timestamp_field), entity_type.upper())
+        connection.execute(
+            "CREATE VIEW entity_rows AS SELECT "
+            + "".join(f"{_quote(k)}, " for k in sorted(keys))
+            + f"{entity_ts} AS {_TS}, {_ROW} FROM entity_input"
+        )
         with ExitStack() as stack:
             for request in requests:
                 path = stack.enter_context(_source_path(request.definition["source"], lineage))
                 relation = f"read_parquet({_literal(str(path))}, file_row_number = true)"
-                _check_source(connection, request, relation)
+                times = _check_source(connection, request, relation)
                 try:
                     table = connection.execute(
-                        _view_query(request, relation, timestamp_field)
+                        _view_query(request, relation, times)
                     ).to_arrow_table()
                 except duckdb.Error as exc:
                     raise InvalidInput(
                         f"cannot join feature view {request.name!r}: {exc}", field="features"
                     ) from exc
-                joined = table.drop_columns([_ROW]).to_pandas()
-                for column in joined.columns:
-                    result[column] = joined[column].to_numpy()
+                for column, values in zip(table.column_names, table.columns, strict=True):
+                    result[column] = values.to_pandas().to_numpy()
     finally:
         connection.close()
     if register_as is not None:

@@ -1,9 +1,9 @@
 """Request enrichment from the online store, for a model served with a feature service.
 
 A ``/predict`` body then carries the entities' join keys (and any inputs that are not
-features); each view of the service is read from the online store in one batched lookup per
-request, and its values become ``<view>__<feature>`` columns, the names
-:func:`~loopml.features.get_historical_features` gives them in training sets. A view's TTL
+features); the service's views are read from the online store in one batched lookup per
+request (one round trip on Redis), and their values become ``<view>__<feature>`` columns,
+the names :func:`~loopml.features.get_historical_features` gives them in training sets. A view's TTL
 applies as in :func:`~loopml.features.get_online_features`: an entity whose latest row is
 older than the TTL is refused like one never materialized.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 
 from loopml.errors import InvalidInput
 from loopml.features.online import OnlineStore, open_online_store
-from loopml.features.online_lookup import read_view
+from loopml.features.online_lookup import read_views
 from loopml.features.retrieval import _requests
 from loopml.models import signature as signatures
 
@@ -119,15 +119,26 @@ class FeatureEnricher:
         enriched = frame.reset_index(drop=True).copy()
         store = self._online()
         now = datetime.now(UTC)
+        entity_keys = []
         for view in self._views:
             for key in view.join_keys:
                 if enriched[key].isna().any():
                     raise InvalidInput(f"join key {key!r} has a missing value", field=key)
-            keys = [
-                {k: _plain(row[k]) for k in view.join_keys}
-                for row in enriched[view.join_keys].to_dict("records")
-            ]
-            read = read_view(store, view.name, keys, view.features, view.ttl_seconds, now=now)
+            entity_keys.append(
+                [
+                    {k: _plain(row[k]) for k in view.join_keys}
+                    for row in enriched[view.join_keys].to_dict("records")
+                ]
+            )
+        reads = read_views(
+            store,
+            [
+                (view.name, keys, view.features, view.ttl_seconds)
+                for view, keys in zip(self._views, entity_keys, strict=True)
+            ],
+            now=now,
+        )
+        for view, keys, read in zip(self._views, entity_keys, reads, strict=True):
             found = read.values
             for entity, values, expired in zip(keys, found, read.expired, strict=True):
                 if values is None:

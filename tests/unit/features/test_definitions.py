@@ -97,3 +97,25 @@ def test_two_different_definitions_under_one_name_are_refused() -> None:
         F.apply([_view(), _view(ttl=None)])
     with pytest.raises(NotFound):
         F.get("driver_stats")
+
+
+def test_definitions_are_kept_briefly_and_apply_here_is_seen_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopml.features import definitions
+
+    F.apply([_view()])
+    assert definitions.latest_definition("feature_view", "driver_stats").version == 1
+    # Another process storing a version: not seen while the kept one is fresh...
+    changed = _view(description="from elsewhere").to_definition()
+    definitions.get_store().put_feature_definition("feature_view", "driver_stats", changed)
+    assert definitions.latest_definition("feature_view", "driver_stats").version == 1
+    # ...and seen once it is older than the interval.
+    monkeypatch.setattr(definitions, "DEFINITIONS_CACHE_SECONDS", 0.0)
+    assert definitions.latest_definition("feature_view", "driver_stats").version == 2
+    monkeypatch.setattr(definitions, "DEFINITIONS_CACHE_SECONDS", 3600.0)
+    # An apply in this process is seen at once, however fresh the kept version.
+    F.apply([_view(description="here")])
+    assert definitions.latest_definition("feature_view", "driver_stats").version == 3
+    with pytest.raises(NotFound):
+        definitions.latest_definition("feature_view", "nope")

@@ -101,6 +101,28 @@ def test_lookup_takes_a_list_of_dicts_and_single_features(
     assert found.to_dict("records") == [{"driver_id": driver, f"{view}__trips": expected}]
 
 
+def test_as_dict_returns_the_same_columns_as_plain_lists(
+    tmp_path: Path, online_store: str | None, view: str
+) -> None:
+    source = _apply(tmp_path, view, seed=2)
+    end = T0 + pd.Timedelta("300h")
+    lm.features.materialize(T0.to_pydatetime(), end.to_pydatetime(), online_store=online_store)
+    drivers = [int(d) for d in source.driver_id.unique()[:3]]
+    rows = [{"driver_id": d} for d in [*drivers, 999]]
+    frame = lm.features.get_online_features(rows, "ranker", online_store=online_store)
+    plain = lm.features.get_online_features(rows, "ranker", online_store=online_store, as_dict=True)
+    assert list(plain) == list(frame.columns)
+    assert plain["driver_id"] == [*drivers, 999]
+    assert plain[f"{view}__trips"][:3] == frame[f"{view}__trips"].tolist()[:3]
+    assert all(type(v) is int for v in plain[f"{view}__trips"][:3])
+    assert plain[f"{view}__rating"][:3] == frame[f"{view}__rating"].tolist()[:3]
+    assert plain[f"{view}__trips"][3] is None and plain[f"{view}__rating"][3] is None
+    from_frame = lm.features.get_online_features(
+        pd.DataFrame(rows), "ranker", online_store=online_store, as_dict=True
+    )
+    assert from_frame == plain
+
+
 def test_bad_lookups_are_refused(tmp_path: Path) -> None:
     _apply(tmp_path, "stats")
     with pytest.raises(InvalidInput) as caught:

@@ -13,6 +13,7 @@ import redis
 
 from conftest import free_port, service_missing
 from loopml.errors import InvalidInput, StoreUnavailable
+from loopml.features import online
 from loopml.features.online import (
     OnlineStore,
     RedisOnlineStore,
@@ -291,3 +292,51 @@ def test_naive_and_text_event_times_are_utc(store: OnlineStore, view: str) -> No
     assert _write(store, view, text) == 0  # 11:00 UTC is older than 12:00 UTC
     assert _write(store, view, text.assign(ts=["2024-01-01T12:00:01Z"])) == 1
     assert store.read(view, [{"driver_id": 1}], ["trips"]) == [{"trips": 2}]
+
+
+def test_redis_reads_several_views_in_one_round_trip_and_reloads_a_lost_script(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A script text the server has never seen stands for one it lost (a restart, a flush).
+    monkeypatch.setattr(online, "_READ_LUA", online._READ_LUA + f"-- {uuid.uuid4().hex}\n")
+    try:
+        store = RedisOnlineStore(REDIS, timeout=2)
+    except StoreUnavailable:
+        service_missing("Redis at 127.0.0.1:6379 is not reachable")
+    views = [f"test_view_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    frame = pd.DataFrame(
+        {
+            "driver_id": range(3),
+            "trips": [10, 11, 12],
+            "rating": [0.5, 0.25, 0.125],
+            "ts": pd.to_datetime(["2024-01-01"] * 3),
+        }
+    )
+    try:
+        for view in views:
+            _write(store, view, frame)
+        keys = [{"driver_id": 2}, {"driver_id": 7}]
+        reads = [(views[0], keys, ["trips"]), (views[1], keys, FEATURES)]
+        first = store.read_timestamped_views(reads)
+        sends: list[int] = []
+        real_send = redis.connection.Connection.send_packed_command
+
+        def counting(self: Any, command: Any, check_health: bool = True) -> None:
+            sends.append(1)
+            real_send(self, command, check_health)
+
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+        again = store.read_timestamped_views(reads)
+        assert len(sends) == 1
+        assert again == first
+        assert [None if row is None else row[0] for row in first[0]] == [{"trips": 12}, None]
+        assert [None if row is None else row[0] for row in first[1]] == [
+            {"trips": 12, "rating": 0.125},
+            None,
+        ]
+        assert first[1][0] is not None and first[1][0][1] == pd.Timestamp("2024-01-01", tz="UTC")
+    finally:
+        monkeypatch.undo()
+        for view in views:
+            store.delete_view(view)
+        store.close()

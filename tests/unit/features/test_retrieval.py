@@ -110,6 +110,56 @@ def test_matches_the_brute_force_reference(tmp_path: Path, seed: int) -> None:
     assert result["fast__value"].notna().any()
 
 
+@pytest.mark.parametrize(
+    ("base", "step"),
+    [
+        # Odd microseconds: the ordering key counts microseconds.
+        (T0, pd.Timedelta("1h") + pd.Timedelta("1us")),
+        # Nearly three centuries around 1970 at microsecond resolution: too wide a span for
+        # a BIGINT key with the row positions, so the key is a HUGEINT; times before 1970
+        # are negative.
+        (pd.Timestamp("1800-01-01"), pd.Timedelta("500D") + pd.Timedelta("3us")),
+    ],
+    ids=["microseconds", "centuries"],
+)
+def test_any_time_resolution_and_span_matches_the_reference(
+    tmp_path: Path, base: pd.Timestamp, step: pd.Timedelta
+) -> None:
+    rng = np.random.default_rng(7)
+    ticks = rng.integers(0, 200, 600)
+    source = pd.DataFrame(
+        {
+            "driver_id": rng.integers(0, 4, 600),
+            "ts": base + pd.to_timedelta(ticks * step.value, unit="ns"),
+            "value": rng.normal(size=600).round(6),
+            "count": rng.integers(0, 1000, 600),
+        }
+    )
+    source.to_parquet(tmp_path / "s.parquet")
+    ttl = 7 * step.to_pytimedelta()
+    _define(tmp_path / "s.parquet", tmp_path / "s.parquet", ttl)
+    offsets = rng.integers(-5 * step.value, 205 * step.value, 80)
+    entities = pd.DataFrame(
+        {
+            "driver_id": rng.integers(0, 5, 80),
+            "event_timestamp": base + pd.to_timedelta(offsets, unit="ns"),
+        }
+    )
+    # Exactly on source times (ties included), and one microsecond before them.
+    entities.loc[:9, "event_timestamp"] = source.ts.iloc[:10].to_numpy()
+    entities.loc[:9, "driver_id"] = source.driver_id.iloc[:10].to_numpy()
+    entities.loc[10:14, "event_timestamp"] = (source.ts.iloc[:5] - pd.Timedelta("1us")).to_numpy()
+    entities.loc[10:14, "driver_id"] = source.driver_id.iloc[:5].to_numpy()
+
+    result = lm.features.get_historical_features(entities, ["fast"])
+
+    expected = _reference(entities, source, ttl, "fast")
+    pd.testing.assert_frame_equal(
+        result[expected.columns].astype(float), expected.astype(float), check_dtype=False
+    )
+    assert result["fast__value"].notna().sum() > 20
+
+
 def test_no_future_leakage(tmp_path: Path) -> None:
     source = pd.DataFrame(
         {
