@@ -12,27 +12,22 @@ if ! pg_ok && command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
   for _ in $(seq 1 20); do pg_ok && break; sleep 0.5; done
 fi
+# Install a Debian package (as root, with apt-get; an update and a second try when the
+# package lists are stale). $1: the package, $2: its name in messages.
+apt_install() {
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then return 1; fi
+  echo "installing $2"
+  local install=(apt-get install -y -q --no-install-recommends "$1")
+  DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1
+  } || { echo "could not install $2" >&2; return 1; }
+}
+
 # The monitoring integration test scrapes a live server with a real Prometheus binary.
-if ! command -v prometheus >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
-  && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Prometheus"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
-    >/dev/null 2>&1 || {
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        prometheus >/dev/null 2>&1
-  } || echo "could not install Prometheus" >&2
-fi
+command -v prometheus >/dev/null 2>&1 || apt_install prometheus Prometheus || true
 # The web UI's browser tests drive Debian's Chromium (never a downloaded browser).
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Chromium"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
-    >/dev/null 2>&1 || {
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        chromium >/dev/null 2>&1
-  } || echo "could not install Chromium" >&2
-fi
+[ -x /usr/bin/chromium ] || apt_install chromium Chromium || true
 if ! redis_ok && command -v redis-server >/dev/null 2>&1; then
   echo "starting Redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
