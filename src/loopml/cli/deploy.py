@@ -244,17 +244,7 @@ def history(
 @app.command("list")
 def list_deployments(as_json: JsonOption = False) -> None:
     """List deployments with their latest revision."""
-    records = [
-        {
-            "name": d.name,
-            "revision": d.revision,
-            "model": d.config.get("model"),
-            "variants": len(d.config.get("variants") or []),
-            "applied_at": d.applied_at,
-            "user": d.user,
-        }
-        for d in _store().list_deployments()
-    ]
+    records = [d.summary() for d in _store().list_deployments()]
     emit(
         records,
         (

@@ -460,6 +460,17 @@ class DeploymentRevision:
     user: str
     applied_at: int
 
+    def summary(self) -> dict[str, Any]:
+        """Name, revision, model, variant count, when and by whom: a line of a listing."""
+        return {
+            "name": self.name,
+            "revision": self.revision,
+            "model": self.config.get("model"),
+            "variants": len(self.config.get("variants") or []),
+            "applied_at": self.applied_at,
+            "user": self.user,
+        }
+
 
 @dataclass(frozen=True)
 class DeploymentEvent:

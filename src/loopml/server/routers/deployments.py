@@ -50,17 +50,7 @@ def _resolved_version(registry: RegistryService, spec: str) -> int | None:
 @router.get("")
 def list_deployments(store: Deployments) -> JSONResponse:
     """Every deployment's latest revision, by name."""
-    records = [
-        {
-            "name": d.name,
-            "revision": d.revision,
-            "model": d.config.get("model"),
-            "variants": len(d.config.get("variants") or []),
-            "applied_at": d.applied_at,
-            "user": d.user,
-        }
-        for d in store.list_deployments()
-    ]
+    records = [d.summary() for d in store.list_deployments()]
     return JSONResponse(jsonable({"deployments": records}))
 
 
