@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from loopml.errors import InvalidInput, StoreUnavailable
@@ -147,7 +147,37 @@ class _Prepared:
         self.values: list[list[str]] = []
 
 
-class SqliteOnlineStore:
+class _OnlineStoreBase:
+    """What both online stores share: reads without timestamps and closing on exit."""
+
+    def read_timestamped(
+        self, view: str, keys: list[dict[str, Any]], features: list[str]
+    ) -> list[tuple[dict[str, Any], datetime] | None]:
+        raise NotImplementedError
+
+    def read(
+        self, view: str, keys: list[dict[str, Any]], features: list[str]
+    ) -> list[dict[str, Any] | None]:
+        """Return the stored features of each key, in order; ``None`` for a missing key.
+
+        An empty ``features`` list returns every stored feature; a requested feature the row
+        does not hold comes back as ``None``.
+        """
+        return [
+            None if row is None else row[0] for row in self.read_timestamped(view, keys, features)
+        ]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SqliteOnlineStore(_OnlineStoreBase):
     """An online store in one SQLite file (WAL), safe to share between threads.
 
     Parameters
@@ -209,18 +239,6 @@ class SqliteOnlineStore:
             )
             return db.total_changes - before
 
-    def read(
-        self, view: str, keys: list[dict[str, Any]], features: list[str]
-    ) -> list[dict[str, Any] | None]:
-        """Return the stored features of each key, in order; ``None`` for a missing key.
-
-        An empty ``features`` list returns every stored feature; a requested feature the row
-        does not hold comes back as ``None``.
-        """
-        return [
-            None if row is None else row[0] for row in self.read_timestamped(view, keys, features)
-        ]
-
     def read_timestamped(
         self, view: str, keys: list[dict[str, Any]], features: list[str]
     ) -> list[tuple[dict[str, Any], datetime] | None]:
@@ -262,12 +280,6 @@ class SqliteOnlineStore:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> SqliteOnlineStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -283,7 +295,7 @@ class SqliteOnlineStore:
                 raise StoreUnavailable(f"cannot write the online store {self.path}: {exc}") from exc
 
 
-class RedisOnlineStore:
+class RedisOnlineStore(_OnlineStoreBase):
     """An online store in Redis: a hash ``loopml:fv:<view>:<key>`` per entity.
 
     Parameters
@@ -365,18 +377,6 @@ class RedisOnlineStore:
                 keys = [_redis_key(view, key) for key in prepared.keys[start:stop]]
                 self._script(keys=keys, args=args, client=pipe)
             return sum(int(n) for n in pipe.execute())
-
-    def read(
-        self, view: str, keys: list[dict[str, Any]], features: list[str]
-    ) -> list[dict[str, Any] | None]:
-        """Return the stored features of each key, in order, fetched in one round trip.
-
-        An empty ``features`` list returns every stored feature; a requested feature the row
-        does not hold comes back as ``None``.
-        """
-        return [
-            None if row is None else row[0] for row in self.read_timestamped(view, keys, features)
-        ]
 
     def read_timestamped(
         self, view: str, keys: list[dict[str, Any]], features: list[str]
@@ -462,12 +462,6 @@ class RedisOnlineStore:
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
-
-    def __enter__(self) -> RedisOnlineStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

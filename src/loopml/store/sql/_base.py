@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from loopml.errors import StoreUnavailable
+from loopml.errors import Conflict, StoreUnavailable
 from loopml.store.sql.engine import StoreEngines, open_engine
 
 if TYPE_CHECKING:
@@ -89,3 +89,52 @@ class SqlStoreBase:
                 yield conn
         except OperationalError as exc:
             raise StoreUnavailable(f"metadata store error: {exc.orig}") from exc
+
+    def _put_next_version(
+        self,
+        table: Any,
+        match: dict[str, Any],
+        definition_json: str,
+        created_time: int,
+        *,
+        what: str,
+        attempts: int = 5,
+    ) -> tuple[Any | None, int]:
+        """Insert ``definition_json`` as the next version of ``match`` unless it equals the latest.
+
+        ``table`` is a mapped class with ``version``, ``definition_json`` and
+        ``created_time`` columns besides those ``match`` names.
+
+        Returns
+        -------
+        (row or None, int)
+            The latest row when it already held this definition (nothing stored), else
+            None; and the version number that holds the definition.
+
+        Raises
+        ------
+        Conflict
+            When concurrent writers keep taking the next version number.
+        """
+        for _ in range(attempts):
+            try:
+                with self._write() as conn:
+                    query = select(table)
+                    for column, value in match.items():
+                        query = query.where(getattr(table, column) == value)
+                    latest = conn.execute(query.order_by(table.version.desc()).limit(1)).first()
+                    if latest is not None and latest.definition_json == definition_json:
+                        return latest, int(latest.version)
+                    number = 1 if latest is None else latest.version + 1
+                    conn.execute(
+                        insert(table).values(
+                            **match,
+                            version=number,
+                            definition_json=definition_json,
+                            created_time=created_time,
+                        )
+                    )
+                return None, number
+            except IntegrityError:
+                continue  # another writer took this version number: look again
+        raise Conflict(f"could not store {what}: concurrent writers", field="name")

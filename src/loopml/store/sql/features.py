@@ -10,14 +10,11 @@ import json
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 
-from loopml.errors import Conflict, NotFound
+from loopml.errors import NotFound
 from loopml.store.features_base import FeatureDefinitionRecord, FeatureWatermark
 from loopml.store.sql._base import SqlStoreBase, now_ms
 from loopml.store.sql.models import FeatureDefinitionRow, FeatureWatermarkRow
-
-_ATTEMPTS = 5
 
 
 def _dumps(value: Any) -> str:
@@ -48,33 +45,17 @@ class SqlFeatureStore(SqlStoreBase):
             When concurrent writers keep taking the next version number.
         """
         text = _dumps(definition)
-        for _ in range(_ATTEMPTS):
-            try:
-                with self._write() as conn:
-                    latest = conn.execute(
-                        select(FeatureDefinitionRow)
-                        .where(FeatureDefinitionRow.kind == kind)
-                        .where(FeatureDefinitionRow.name == name)
-                        .order_by(FeatureDefinitionRow.version.desc())
-                        .limit(1)
-                    ).first()
-                    if latest is not None and latest.definition_json == text:
-                        return _record(latest), False
-                    number = 1 if latest is None else latest.version + 1
-                    created = now_ms()
-                    conn.execute(
-                        insert(FeatureDefinitionRow).values(
-                            kind=kind,
-                            name=name,
-                            version=number,
-                            definition_json=text,
-                            created_time=created,
-                        )
-                    )
-                return FeatureDefinitionRecord(kind, name, number, json.loads(text), created), True
-            except IntegrityError:
-                continue  # another writer took this version number: look again
-        raise Conflict(f"could not store {kind} {name!r}: concurrent writers", field="name")
+        created = now_ms()
+        unchanged, number = self._put_next_version(
+            FeatureDefinitionRow,
+            {"kind": kind, "name": name},
+            text,
+            created,
+            what=f"{kind} {name!r}",
+        )
+        if unchanged is not None:
+            return _record(unchanged), False
+        return FeatureDefinitionRecord(kind, name, number, json.loads(text), created), True
 
     def get_feature_definition(
         self, kind: str, name: str, version: int | None = None

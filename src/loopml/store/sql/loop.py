@@ -47,28 +47,13 @@ class SqlLoopStore(SqlStoreBase):
             When concurrent writers keep taking the next version number.
         """
         text = _dumps(definition)
-        for _ in range(_ATTEMPTS):
-            try:
-                with self._write() as conn:
-                    latest = conn.execute(
-                        select(LoopPolicyRow)
-                        .where(LoopPolicyRow.name == name)
-                        .order_by(LoopPolicyRow.version.desc())
-                        .limit(1)
-                    ).first()
-                    if latest is not None and latest.definition_json == text:
-                        return from_row(LoopPolicyRecord, latest), False
-                    number = 1 if latest is None else latest.version + 1
-                    created = now_ms() if time is None else time
-                    conn.execute(
-                        insert(LoopPolicyRow).values(
-                            name=name, version=number, definition_json=text, created_time=created
-                        )
-                    )
-                return LoopPolicyRecord(name, number, json.loads(text), created), True
-            except IntegrityError:
-                continue  # another writer took this version number: look again
-        raise Conflict(f"could not store policy {name!r}: concurrent writers", field="name")
+        created = now_ms() if time is None else time
+        unchanged, number = self._put_next_version(
+            LoopPolicyRow, {"name": name}, text, created, what=f"policy {name!r}"
+        )
+        if unchanged is not None:
+            return from_row(LoopPolicyRecord, unchanged), False
+        return LoopPolicyRecord(name, number, json.loads(text), created), True
 
     def get_loop_policy(self, name: str, version: int | None = None) -> LoopPolicyRecord:
         """Return one version of a policy (the latest by default) or raise :class:`NotFound`."""
