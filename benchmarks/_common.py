@@ -191,3 +191,31 @@ def running_server(
         yield proc, wait_healthy(ready_url, proc, log, timeout)
     finally:
         stop_process_group(proc)
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The parent environment without any tool's settings, telemetry off, plus ``extra``.
+
+    Every benchmark starts its workers and servers with this, so that neither a developer's
+    ``LOOPML_*``/``MLFLOW_*``/``EVIDENTLY_*``/``FEAST_*`` variables nor an active venv leak in.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LOOPML_", "MLFLOW_", "EVIDENTLY_", "FEAST_"))
+        and k not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "DO_NOT_TRACK": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "EVIDENTLY_DISABLE_TELEMETRY": "1",
+            "GIT_PYTHON_REFRESH": "quiet",
+            # MLflow 3's server runs a background job runner that keeps the cores busy after
+            # start; nothing measured here uses it.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+    )
+    env.update(extra or {})
+    return env

@@ -45,7 +45,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import BenchError, dist_version, emit_result, parse_result, run_code, watchdog
+from _common import (
+    BenchError,
+    clean_env,
+    dist_version,
+    emit_result,
+    parse_result,
+    run_code,
+    watchdog,
+)
 from _report import (
     BENCH_DIR,
     Table,
@@ -582,17 +590,6 @@ class Measurement:
     def last(self) -> dict[str, Any]:
         """The last repeat's full result (verdicts, versions...)."""
         return self.results[-1]
-
-
-def clean_env() -> dict[str, str]:
-    """Return the parent environment without loopml settings, telemetry off."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LOOPML_", "EVIDENTLY_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")
-    }
-    env.update({"PYTHONUNBUFFERED": "1", "DO_NOT_TRACK": "1", "EVIDENTLY_DISABLE_TELEMETRY": "1"})
-    return env
 
 
 def run_worker(python: Path, spec: dict[str, Any], cwd: Path) -> dict[str, Any]:

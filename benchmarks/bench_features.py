@@ -51,7 +51,14 @@ from pathlib import Path
 from typing import Any
 
 import bench_data
-from _common import BenchError, dist_version, emit_result, exit_on_sigterm, run_worker_script
+from _common import (
+    BenchError,
+    clean_env,
+    dist_version,
+    emit_result,
+    exit_on_sigterm,
+    run_worker_script,
+)
 from _report import (
     BENCH_DIR,
     Table,
@@ -506,10 +513,7 @@ class ToolRun:
 
 def worker_env(tool: str, home: Path) -> dict[str, str]:
     """The environment of a worker: no caller settings, telemetry off, its own home."""
-    env = {
-        k: v for k, v in bench_data.clean_env().items() if not k.startswith(("FEAST_", "LOOPML_"))
-    }
-    env["FEAST_USAGE"] = "False"
+    env = clean_env({"FEAST_USAGE": "False"})
     if tool == "loopml":
         env["LOOPML_HOME"] = str(home)
     return env

@@ -52,7 +52,14 @@ from typing import Any
 
 import bench_data
 import bench_serving
-from _common import BenchError, emit_result, exit_on_sigterm, free_port, run_worker_script
+from _common import (
+    BenchError,
+    clean_env,
+    emit_result,
+    exit_on_sigterm,
+    free_port,
+    run_worker_script,
+)
 from _report import (
     Table,
     add_output_options,
@@ -187,7 +194,7 @@ def run_worker(kind: str, spec: dict[str, Any], env: dict[str, str], cwd: Path) 
 
 def project_env(home: Path) -> dict[str, str]:
     """The environment of a loopml subprocess: no caller settings, its own LOOPML_HOME."""
-    env = bench_data.clean_env()
+    env = clean_env()
     env["LOOPML_HOME"] = str(home)
     return env
 
@@ -207,7 +214,7 @@ def measure_logging(args: argparse.Namespace, work: Path) -> tuple[list[LoggingR
     """Serve the benchmark model with and without prediction logging, in alternating order."""
     home = work / "serving"
     home.mkdir(parents=True)
-    env = bench_serving.clean_env({"LOOPML_HOME": str(home)})
+    env = clean_env({"LOOPML_HOME": str(home)})
     model, row, spec = bench_serving.train(work)
     expected = [int(v) for v in model.predict(row)]
     say("[serving] registering the model")

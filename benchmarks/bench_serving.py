@@ -44,6 +44,7 @@ from typing import Any
 
 from _common import (
     BenchError,
+    clean_env,
     dist_version,
     emit_result,
     exit_on_sigterm,
@@ -63,7 +64,6 @@ from _report import (
     run_facts,
     say,
 )
-from bench_tracking import clean_env
 
 DEFAULT_ANCHOR_PYTHON = BENCH_DIR / ".venv-anchors" / "bin" / "python"
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from _common import (
     BenchError,
+    clean_env,
     dist_version,
     emit_result,
     exit_on_sigterm,
@@ -260,25 +261,6 @@ class ToolSetup:
     def script(self) -> Path:
         """The tool's console script next to its interpreter (``loopml`` or ``mlflow``)."""
         return self.python.parent / self.name
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """Return the parent environment without any loopml/MLflow settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LOOPML_", "MLFLOW_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")
-    }
-    env.update(
-        {
-            "PYTHONUNBUFFERED": "1",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
-            "GIT_PYTHON_REFRESH": "quiet",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def run_worker(

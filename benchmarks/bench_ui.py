@@ -40,6 +40,7 @@ from typing import Any
 
 from _common import (
     BenchError,
+    clean_env,
     dist_version,
     emit_result,
     exit_on_sigterm,
@@ -153,28 +154,6 @@ def worker_main(tool: str, home: str, runs: str, metrics: str) -> int:
 # --------------------------------------------------------------------------------------------
 # Parent half: servers, timings, report.
 # --------------------------------------------------------------------------------------------
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """The parent environment without loopml/MLflow settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LOOPML_", "MLFLOW_")) and k not in ("VIRTUAL_ENV", "PYTHONPATH")
-    }
-    env.update(
-        {
-            "PYTHONUNBUFFERED": "1",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "true",
-            "GIT_PYTHON_REFRESH": "quiet",
-            # MLflow 3's background job runner keeps the cores busy after start; search
-            # never uses it.
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def seed(tool: str, python: Path, home: Path, args: argparse.Namespace) -> dict[str, Any]:
