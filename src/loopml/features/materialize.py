@@ -16,6 +16,7 @@ same ``end`` writes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,6 @@ def materialize(
         ``start`` not before ``end``, an unknown view, or a bad source (see
         :func:`get_historical_features`).
     """
-    import duckdb
-
     from loopml.features.online import materialize_frame
 
     begin, finish = _naive_utc(start, "start"), _naive_utc(end, "end")
@@ -151,24 +150,17 @@ def materialize(
         for record in records:
             definition = record.definition
             request = _request(record)
-            connection = duckdb.connect(":memory:")
-            try:
-                connection.execute("SET TimeZone = 'UTC'")
-                with _source_path(definition["source"], {}) as path:
-                    relation = f"read_parquet({_literal(str(path))}, file_row_number = true)"
-                    _check_source(connection, request, relation)
-                    changed[record.name] = materialize_frame(
-                        online,
-                        record.name,
-                        _latest_rows(connection, request, relation, begin, finish, chunk_rows),
-                        list(definition["join_keys"]),
-                        request.features,
-                        definition["timestamp_field"],
-                        chunk_rows=chunk_rows,
-                        progress=progress,
-                    )
-            finally:
-                connection.close()
+            with _source(definition, request) as (connection, relation):
+                changed[record.name] = materialize_frame(
+                    online,
+                    record.name,
+                    _latest_rows(connection, request, relation, begin, finish, chunk_rows),
+                    list(definition["join_keys"]),
+                    request.features,
+                    definition["timestamp_field"],
+                    chunk_rows=chunk_rows,
+                    progress=progress,
+                )
     finally:
         if owned:
             online.close()
@@ -222,8 +214,6 @@ def materialize_incremental(
     InvalidInput
         A bad ``end`` or ``chunk``, an unknown view, or a bad source.
     """
-    import duckdb
-
     from loopml.features.online import materialize_frame
 
     finish = _naive_utc(end, "end")
@@ -242,48 +232,55 @@ def materialize_incremental(
             definition = record.definition
             ts = _quote(definition["timestamp_field"])
             changed[record.name] = 0
-            connection = duckdb.connect(":memory:")
-            try:
-                connection.execute("SET TimeZone = 'UTC'")
-                with _source_path(definition["source"], {}) as path:
-                    relation = f"read_parquet({_literal(str(path))}, file_row_number = true)"
-                    _check_source(connection, request, relation)
-                    mark = store.get_feature_watermark(record.name, target)
-                    if mark is not None and mark.view_version == record.version:
-                        begin = _EPOCH + timedelta(microseconds=mark.watermark)
-                    else:
-                        first = connection.execute(
-                            f"SELECT min(CAST({ts} AS TIMESTAMP)) FROM {relation}"
-                        ).fetchone()
-                        begin = first[0] if first and first[0] is not None else finish
-                    while begin < finish:
-                        stop = min(begin + chunk, finish)
-                        rows = _latest_rows(connection, request, relation, begin, stop, chunk_rows)
-                        changed[record.name] += materialize_frame(
-                            online,
-                            record.name,
-                            rows,
-                            list(definition["join_keys"]),
-                            request.features,
-                            definition["timestamp_field"],
-                            chunk_rows=chunk_rows,
-                            progress=progress,
-                        )
-                        store.set_feature_watermark(
-                            record.name, target, record.version, _micros(stop)
-                        )
-                        begin = stop
-                    if mark is None or mark.view_version != record.version:
-                        # An empty source still records that it was looked at up to `end`.
-                        store.set_feature_watermark(
-                            record.name, target, record.version, _micros(max(begin, finish))
-                        )
-            finally:
-                connection.close()
+            with _source(definition, request) as (connection, relation):
+                mark = store.get_feature_watermark(record.name, target)
+                if mark is not None and mark.view_version == record.version:
+                    begin = _EPOCH + timedelta(microseconds=mark.watermark)
+                else:
+                    first = connection.execute(
+                        f"SELECT min(CAST({ts} AS TIMESTAMP)) FROM {relation}"
+                    ).fetchone()
+                    begin = first[0] if first and first[0] is not None else finish
+                while begin < finish:
+                    stop = min(begin + chunk, finish)
+                    rows = _latest_rows(connection, request, relation, begin, stop, chunk_rows)
+                    changed[record.name] += materialize_frame(
+                        online,
+                        record.name,
+                        rows,
+                        list(definition["join_keys"]),
+                        request.features,
+                        definition["timestamp_field"],
+                        chunk_rows=chunk_rows,
+                        progress=progress,
+                    )
+                    store.set_feature_watermark(record.name, target, record.version, _micros(stop))
+                    begin = stop
+                if mark is None or mark.view_version != record.version:
+                    # An empty source still records that it was looked at up to `end`.
+                    store.set_feature_watermark(
+                        record.name, target, record.version, _micros(max(begin, finish))
+                    )
     finally:
         if owned:
             online.close()
     return changed
+
+
+@contextmanager
+def _source(definition: dict[str, Any], request: _Request) -> Iterator[tuple[Any, str]]:
+    """A DuckDB connection (UTC) and the checked Parquet relation of a view's source."""
+    import duckdb
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        with _source_path(definition["source"], {}) as path:
+            relation = f"read_parquet({_literal(str(path))}, file_row_number = true)"
+            _check_source(connection, request, relation)
+            yield connection, relation
+    finally:
+        connection.close()
 
 
 def watermark(view: str, online_store: str | OnlineStore | None = None) -> datetime | None:
