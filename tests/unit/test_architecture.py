@@ -90,7 +90,16 @@ LAYERS: dict[str, set[str]] = {
         "loop",
     },
     # The feature store reads dataset versions and keeps its definitions in the store.
-    "features": {"entities", "errors", "config", "store", "tracking", "data", "features"},
+    "features": {
+        "entities",
+        "errors",
+        "config",
+        "store",
+        "tracking",
+        "data",
+        "datasets",
+        "features",
+    },
     "server": {"*"},
     "cli": {"*"},
 }

@@ -10,14 +10,13 @@ one ``<view>__<feature>`` column per requested feature.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopml.config import load_settings
+from loopml.datasets import get_service as get_datasets
 from loopml.errors import InvalidInput, NotFound
 from loopml.features.definitions import (
     DTYPES,
@@ -34,16 +33,12 @@ from loopml.store.features_base import FeatureStore
 if TYPE_CHECKING:
     import pandas as pd
 
-    from loopml.data.datasets import DatasetService
     from loopml.entities.data import DatasetVersion
 
 FEATURE_VIEW_KIND = "feature_view"
 _ROW = "__loopml_row"
 _TS = "__loopml_ts"
 _ORDER = "__loopml_order"
-_lock = threading.Lock()
-_datasets: DatasetService | None = None
-_datasets_key: tuple[str, str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,21 +49,6 @@ class _Request:
     version: int
     definition: dict[str, Any]
     features: list[str]
-
-
-def _dataset_service() -> DatasetService:
-    global _datasets, _datasets_key
-    settings = load_settings()
-    key = (settings.resolved_store_uri, settings.resolved_artifact_uri, settings.tracking_uri)
-    with _lock:
-        if _datasets is None or key != _datasets_key:
-            from loopml.data.datasets import DatasetService
-            from loopml.store.registry import open_data_stores
-
-            stores = open_data_stores(settings)
-            _datasets = DatasetService(stores.datasets, stores.blobs)
-            _datasets_key = key
-        return _datasets
 
 
 def _references(
@@ -131,7 +111,7 @@ def _source_path(source: str, lineage: dict[str, str]) -> Iterator[Path]:
             raise InvalidInput(f"source {source} does not exist", field="source")
         yield path
         return
-    service = _dataset_service()
+    service = get_datasets()
     version: DatasetVersion = service.resolve(source)
     lineage[source] = version.uri
     with service.local_file(version) as local:
@@ -427,7 +407,7 @@ def _register(
     """Register the training set with tags and lineage naming the view versions."""
     from loopml.data.datasets import DATASET_KIND
 
-    service = _dataset_service()
+    service = get_datasets()
     views = ",".join(f"{r.name}@v{r.version}" for r in requests)
     tags = {"features.views": views}
     if sources:
