@@ -41,6 +41,7 @@ from loopml.features._online_values import (
     json_object,
     key_column,
 )
+from loopml.store.redis_errors import redis_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -338,7 +339,7 @@ class RedisOnlineStore(_OnlineStoreBase):
         )
         self._script: Any = self._client.register_script(_UPSERT_LUA)
         self._read_script: Any = self._client.register_script(_READ_LUA)
-        with self._errors():
+        with redis_errors(self.display):
             self._client.ping()
 
     def write(
@@ -362,7 +363,7 @@ class RedisOnlineStore(_OnlineStoreBase):
         prepared = _prepare(view, rows, join_keys, features, timestamp_field)
         if not prepared.keys:
             return 0
-        with self._errors():
+        with redis_errors(self.display):
             pipe = self._client.pipeline(transaction=False)
             for start in range(0, len(prepared.keys), _BATCH):
                 stop = start + _BATCH
@@ -417,7 +418,7 @@ class RedisOnlineStore(_OnlineStoreBase):
                     pipe.hgetall(key)
                 calls = len(redis_keys)
             parts.append((features, calls))
-        with self._errors():
+        with redis_errors(self.display):
             replies = self._execute_reads(pipe)
         results: list[list[tuple[dict[str, Any], datetime] | None]] = []
         at = 0
@@ -449,7 +450,7 @@ class RedisOnlineStore(_OnlineStoreBase):
     def delete_view(self, view: str) -> None:
         """Remove every hash of ``view`` (SCAN, then UNLINK in batches)."""
         _check_view(view)
-        with self._errors():
+        with redis_errors(self.display):
             batch: list[str] = []
             for key in self._client.scan_iter(match=f"{REDIS_PREFIX}:{view}:*", count=1000):
                 batch.append(key)
@@ -462,20 +463,6 @@ class RedisOnlineStore(_OnlineStoreBase):
     def close(self) -> None:
         """Close the connection pool."""
         self._client.close()
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Turn redis-py errors into one-line loopml errors naming the server."""
-        import redis
-
-        try:
-            yield
-        except redis.ConnectionError as exc:
-            raise StoreUnavailable(f"cannot reach Redis at {self.display}: {exc}") from exc
-        except redis.TimeoutError as exc:
-            raise StoreUnavailable(f"Redis at {self.display} timed out: {exc}") from exc
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"Redis at {self.display} refused a command: {exc}") from exc
 
 
 def open_online_store(uri: str | None = None) -> OnlineStore:

@@ -28,8 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 from loopml.errors import Conflict, InvalidInput, StoreUnavailable
 from loopml.serving._stream_input import Inputs, Message, StreamUrl, decode, parse_stream_url
+from loopml.store.redis_errors import redis_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,7 +241,7 @@ def stream_score(
 
         scorer.prediction_logger = PredictionLogger(sample_rate=log_sample_rate)
     try:
-        with _redis_errors(source_url):
+        with redis_errors(source_url.display):
             return scorer.run()
     finally:
         client.close()
@@ -294,21 +294,6 @@ def _check_pair(source: StreamUrl, sink: StreamUrl) -> None:
 def _server(url: StreamUrl) -> tuple[Any, ...]:
     parts = urlsplit(url.connection)
     return (parts.scheme, parts.username, parts.password, url.host.lower(), url.port, url.db)
-
-
-@contextmanager
-def _redis_errors(url: StreamUrl) -> Iterator[None]:
-    """Turn redis-py errors into one-line loopml errors naming the server."""
-    import redis
-
-    try:
-        yield
-    except redis.ConnectionError as exc:
-        raise StoreUnavailable(f"cannot reach Redis at {url.display}: {exc}") from exc
-    except redis.TimeoutError as exc:
-        raise StoreUnavailable(f"Redis at {url.display} timed out: {exc}") from exc
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"Redis at {url.display} refused a command: {exc}") from exc
 
 
 def _now() -> str:
