@@ -317,11 +317,11 @@ class CIService:
             pipeline = self.load_pipeline(config.pipeline)
         params = dict(config.params)
         accepted = pipeline.signature.parameters
-        # Parameters the config already sets are the user's; only an unset one is filled in.
-        explicit = "sample" in params or "dataset" in params
-        if not explicit and "sample" in accepted:
+        if "sample" in params or "dataset" in params:
+            pass
+        elif "sample" in accepted:
             params["sample"] = config.sample
-        elif not explicit and "dataset" in accepted:
+        elif "dataset" in accepted:
             default = accepted["dataset"].default
             source = config.dataset or (default if isinstance(default, str) else None)
             if source is None:
