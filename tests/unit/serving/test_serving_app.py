@@ -233,23 +233,31 @@ def test_hot_swap_under_load_has_no_failures(
         reload_interval=0.05,
     )
     with serve_app(app) as client:
-        stop = time.monotonic() + 1.5
+        done = threading.Event()
+        swapped = threading.Event()
         versions: list[int] = []
         failures: list[str] = []
 
         def hammer() -> None:
-            while time.monotonic() < stop:
+            while not done.is_set():
                 response = client.post("/predict", json={"inputs": [records[0]]})
                 if response.status_code != 200:
                     failures.append(response.text)
                 else:
                     versions.append(int(response.json()["version"]))
+                    if versions[-1] == 2:
+                        swapped.set()
 
         threads = [threading.Thread(target=hammer) for _ in range(6)]
         for thread in threads:
             thread.start()
         time.sleep(0.4)
         current["version"] = 2
+        # On a loaded machine the swap may take longer than usual: wait for it, then keep
+        # the load on a little longer so that requests after the swap are checked too.
+        swapped.wait(timeout=20)
+        time.sleep(0.3)
+        done.set()
         for thread in threads:
             thread.join()
         assert failures == []
